@@ -1,0 +1,205 @@
+"""Reading candidate configurations, de-duplicating them by identity, and splitting.
+
+Duplicates are images with equal identity (:mod:`pipeline.hashing`) and equal labels;
+the first occurrence is kept and every source is recorded. Equal identity with
+different labels is a conflict, reported with both sources, never merged.
+"""
+
+import glob
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from pipeline.errors import InputError, LabelConflictError, check_choice
+from pipeline.hashing import image_hashes
+
+FORMATS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj", ".db": "db"}
+LABELS = ("energy", "forces", "stress")
+LABEL_ATOL = 1e-8  # eV, eV/Å, eV/Å³: below what extxyz prints (8 decimals)
+ON_CONFLICT = ("error", "drop")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an image came from: a file and a 0-based frame index."""
+
+    path: str
+    frame: int
+
+    def __str__(self) -> str:
+        return f"{self.path}@{self.frame}"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Unique images with their identities and every source each was read from."""
+
+    images: tuple[Atoms, ...]
+    hashes: tuple[str, ...]
+    sources: tuple[tuple[Source, ...], ...]
+    conflicts: tuple[tuple[str, tuple[Source, ...]], ...]  # dropped, with sources
+
+
+def expand_paths(patterns: Sequence[str], root: str | None = None) -> list[Path]:
+    """Files named by ``patterns`` (paths or globs), in the given order, each once.
+
+    With ``root``, every file must lie inside that folder (the one DVC tracks).
+    """
+    out: list[Path] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                raise InputError(f"dataset.paths: pattern {pattern!r} matches no file")
+        else:
+            matches = [pattern]
+        out.extend(Path(m) for m in matches if Path(m) not in out)
+    for path in out if root is not None else ():
+        if not path.resolve().is_relative_to(Path(root).resolve()):
+            raise InputError(
+                f"dataset.paths: {path} is outside dataset.root={root!r}, the folder whose "
+                "changes DVC tracks; move the file there or set dataset.root"
+            )
+    return out
+
+
+def read_frames(path: Path) -> list[Atoms]:
+    """Every frame of an extxyz, ASE .traj or ASE .db file.
+
+    Raises :class:`InputError` naming the file, and the frame where parsing failed.
+    """
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{path}: expected a file ending in one of {sorted(FORMATS)}, got {path.suffix!r}"
+        )
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    import ase.io
+
+    frames: list[Atoms] = []
+    try:
+        for atoms in ase.io.iread(str(path), index=":", format=fmt):
+            frames.append(atoms)
+    except Exception as err:  # ASE raises many types for malformed input
+        raise InputError(
+            f"{path}: frame {len(frames)}: cannot read as {fmt}: {type(err).__name__}: {err}"
+        ) from err
+    return frames
+
+
+def labels(atoms: Atoms) -> dict[str, np.ndarray]:
+    """The labels of ``atoms`` among :data:`LABELS`, as float arrays."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    return {k: np.asarray(results[k], dtype=float) for k in LABELS if k in results}
+
+
+def check_required(atoms: Atoms, source: Source, require: Sequence[str]) -> None:
+    """Raise :class:`InputError` if ``atoms`` lacks a label in ``require``."""
+    have = labels(atoms)
+    for key in require:
+        check_choice("dataset.require", key, LABELS)
+        if key not in have:
+            raise InputError(
+                f"{source.path}: frame {source.frame}: missing required label {key!r} "
+                f"(has {sorted(have) or 'no labels'})"
+            )
+
+
+def same_labels(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """Whether two label sets agree, within what extxyz preserves."""
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and np.allclose(a[k], b[k], rtol=1e-12, atol=LABEL_ATOL)
+        for k in a
+    )
+
+
+def read_all(
+    patterns: Sequence[str], require: Sequence[str] = (), root: str | None = None
+) -> tuple[list[Atoms], list[Source]]:
+    """Every frame of the files ``patterns`` name (inside ``root`` if given), checked
+    for required labels."""
+    frames: list[Atoms] = []
+    sources: list[Source] = []
+    for path in expand_paths(patterns, root):
+        for i, atoms in enumerate(read_frames(path)):
+            check_required(atoms, Source(str(path), i), require)
+            frames.append(atoms)
+            sources.append(Source(str(path), i))
+    if not frames:
+        raise InputError(f"dataset.paths: no images in {list(patterns)}")
+    return frames, sources
+
+
+def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict: str = "error") -> Dataset:
+    """Group frames by identity; keep the first of each group, in first-seen order.
+
+    Frames of equal identity must have equal labels: otherwise ``on_conflict="error"``
+    raises :class:`LabelConflictError` naming both sources, and ``"drop"`` leaves the
+    whole group out and lists it in :attr:`Dataset.conflicts`.
+    """
+    check_choice("dataset.on_conflict", on_conflict, ON_CONFLICT)
+    groups: dict[str, list[int]] = {}
+    for i, h in enumerate(image_hashes(frames)):
+        groups.setdefault(h, []).append(i)
+    kept, conflicts = [], []
+    for h, members in groups.items():
+        first = labels(frames[members[0]])
+        other = next((j for j in members[1:] if not same_labels(first, labels(frames[j]))), None)
+        if other is None:
+            kept.append((h, members))
+        elif on_conflict == "error":
+            raise LabelConflictError(
+                f"{sources[members[0]]} and {sources[other]}: equal structure ({h}) "
+                "with different labels; fix the data or set dataset.on_conflict=drop"
+            )
+        else:
+            conflicts.append((h, tuple(sources[j] for j in members)))
+    return Dataset(
+        images=tuple(frames[m[0]] for _, m in kept),
+        hashes=tuple(h for h, _ in kept),
+        sources=tuple(tuple(sources[j] for j in m) for _, m in kept),
+        conflicts=tuple(conflicts),
+    )
+
+
+def split(hashes: Sequence[str], test_fraction: float, seed: int) -> tuple[bool, ...]:
+    """Which images are in the test set: the ``round(test_fraction * N)`` images of
+    smallest seeded hash rank.
+
+    The rank of an image depends only on its identity and ``seed``, so adding images to
+    a dataset moves few others between train and test.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise InputError(f"dataset.test_fraction: expected a value in [0, 1), got {test_fraction}")
+    n_test = math.floor(test_fraction * len(hashes) + 0.5)
+    rank = [hashlib.blake2b(f"{seed}:{h}".encode(), digest_size=8).digest() for h in hashes]
+    test = set(sorted(range(len(hashes)), key=lambda i: (rank[i], hashes[i]))[:n_test])
+    return tuple(i in test for i in range(len(hashes)))
+
+
+def with_labels(atoms: Atoms, info: dict) -> Atoms:
+    """A copy of ``atoms`` carrying its labels as a single-point result and ``info``."""
+    out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    out.info.update(info)
+    lab = labels(atoms)
+    if lab:
+        out.calc = SinglePointCalculator(out, **lab)
+    return out
+
+
+def manifest(ds: Dataset, split: Sequence[str]) -> dict:
+    """JSON-ready record: sources and split of every image, duplicates, conflicts."""
+    return {
+        "images": {h: {"sources": [str(x) for x in s], "split": p}
+                   for h, s, p in zip(ds.hashes, ds.sources, split)},
+        "duplicates": [{"image_hash": h, "kept": str(s[0]), "removed": [str(x) for x in s[1:]]}
+                       for h, s in zip(ds.hashes, ds.sources) if len(s) > 1],
+        "conflicts": [{"image_hash": h, "sources": [str(x) for x in s]} for h, s in ds.conflicts],
+    }

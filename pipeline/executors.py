@@ -1,0 +1,64 @@
+"""Where per-image work runs: a ``concurrent.futures.Executor`` chosen by name.
+
+- ``serial``: in this process, in submission order (for debugging and tiny inputs).
+- ``process``: a local process pool (the default), started by forkserver so workers
+  never inherit threads or open KIM models.
+- ``dask``: Dask distributed, at ``dask_address`` or on a local cluster
+  (:mod:`pipeline.dask_backend`, imported only when chosen).
+
+Objects that cannot be pickled (a KIM model, an ASE calculator) are made inside the
+worker with :func:`worker_resource`, once per worker thread, and reused.
+"""
+
+import multiprocessing
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
+
+from pipeline.errors import ConfigError, check_choice
+
+EXECUTORS = ("serial", "process", "dask")
+T = TypeVar("T")
+_local = threading.local()
+
+
+class SerialExecutor(Executor):
+    """Runs each task when it is submitted, in the calling thread."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # delivered through the future, as pools do
+            future.set_exception(err)
+        return future
+
+
+@contextmanager
+def open_executor(kind: str = "process", workers: int = 0, dask_address: str | None = None) -> Iterator[Executor]:
+    """An executor of ``kind`` with ``workers`` workers (0: one per core), shut down on exit."""
+    check_choice("runtime.executor", kind, EXECUTORS)
+    if workers < 0:
+        raise ConfigError(f"runtime.workers: expected 0 (one per core) or more, got {workers}")
+    n = workers or multiprocessing.cpu_count()
+    if kind == "serial":
+        yield SerialExecutor()
+    elif kind == "process":
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver")) as pool:
+            yield pool
+    else:
+        from pipeline.dask_backend import dask_executor
+
+        with dask_executor(n, dask_address) as pool:
+            yield pool
+
+
+def worker_resource(factory: Callable[..., T], *args: Hashable) -> T:
+    """``factory(*args)``, made once per worker thread and then reused."""
+    cache = _local.__dict__.setdefault("resources", {})
+    key = (factory.__module__, factory.__qualname__, args)
+    if key not in cache:
+        cache[key] = factory(*args)
+    return cache[key]

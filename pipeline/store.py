@@ -1,0 +1,322 @@
+"""Content-addressed store of per-image results (numpy arrays in .npz, never pickle).
+
+The key of an entry is the hash of an image identity and a computation fingerprint
+(kind, parameters, library version). Entries are written atomically, so several
+processes may write, even the same key, at once; a reader verifies every entry (key
+and content digest) and treats a damaged one as missing. ``pack`` gathers every entry
+into one archive with an index, which lookups read once instead of rescanning.
+
+Layout under the root::
+
+    objects/ab/<key>.npz        loose entries
+    packs/pack-<id>.pack        concatenated entries
+    packs/pack-<id>.idx         JSON index {key: [offset, length]}, written last
+    tmp/                        writes in progress
+"""
+
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline import __version__
+from pipeline.atomic import TMP_SUFFIX, fsync_dir, write_bytes
+from pipeline.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+Arrays = dict[str, np.ndarray]
+_META = "__atomsieve__"
+STORE_FORMAT = 1
+STALE_TMP_SECONDS = 3600.0
+
+
+def canonical_json(value) -> str:
+    """JSON with sorted keys and no spaces: equal values give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def fingerprint(kind: str, params: Mapping) -> str:
+    """Canonical fingerprint of a computation: its kind, parameters and the version."""
+    text = canonical_json({"kind": kind, "params": dict(params), "version": __version__})
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def entry_key(image_hash: str, computation: str) -> str:
+    """Store key of one image under one computation fingerprint."""
+    return hashlib.blake2b(f"{image_hash}\0{computation}".encode(), digest_size=20).hexdigest()
+
+
+def _digest(arrays: Arrays) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def encode(key: str, arrays: Arrays) -> bytes:
+    """The .npz bytes of an entry: the arrays plus a metadata record."""
+    for name, a in arrays.items():
+        if name == _META or not isinstance(a, np.ndarray) or a.dtype.hasobject:
+            raise StoreError(f"entry {key}: {name!r} must be a numeric numpy array, got {type(a).__name__}")
+    meta = canonical_json({"key": key, "digest": _digest(arrays), "format": STORE_FORMAT})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, **{_META: np.frombuffer(meta.encode(), dtype=np.uint8)})
+    return buf.getvalue()
+
+
+def decode(key: str, data: bytes) -> Arrays:
+    """Arrays of an entry, read-only; raises ``ValueError`` if it is damaged."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        meta = json.loads(arrays.pop(_META).tobytes())
+    except Exception as err:  # zip, npy and JSON errors all mean a damaged entry
+        raise ValueError(f"unreadable: {type(err).__name__}: {err}") from err
+    if meta.get("key") != key:
+        raise ValueError(f"holds key {meta.get('key')!r}")
+    if meta.get("digest") != _digest(arrays):
+        raise ValueError("content digest mismatch")
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays
+
+
+def _frozen(arrays: Arrays) -> Arrays:
+    out = {name: np.array(a) for name, a in arrays.items()}
+    for a in out.values():
+        a.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Results of :meth:`Store.get_or_compute`, in item order, and how many were computed."""
+
+    results: tuple[Arrays, ...]
+    computed: int
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    loose_entries: int
+    loose_bytes: int
+    packs: int
+    packed_entries: int
+    packed_bytes: int
+    temp_files: int
+
+
+class Store:
+    """A content-addressed store rooted at ``root`` (created on first write)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self._index: dict[str, tuple[Path, int, int]] = {}
+        self._indexed: frozenset[Path] = frozenset()
+
+    def _loose(self, key: str) -> Path:
+        return self.root / "objects" / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> Arrays | None:
+        """The entry's arrays (read-only), or None if absent or damaged."""
+        path = self._loose(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return self._get_packed(key)
+        try:
+            return decode(key, data)
+        except ValueError as err:
+            log.warning("store: damaged entry %s (%s); it will be recomputed", path, err)
+            path.unlink(missing_ok=True)
+            return self._get_packed(key)
+
+    def _get_packed(self, key: str) -> Arrays | None:
+        for attempt in range(2):
+            if key not in self._index or attempt:
+                self._load_index()
+            if key not in self._index:
+                return None
+            pack, offset, length = self._index[key]
+            try:
+                with open(pack, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(length)
+            except FileNotFoundError:  # repacked meanwhile: reload the index once
+                continue
+            try:
+                return decode(key, data)
+            except ValueError as err:
+                log.warning("store: damaged packed entry %s in %s (%s)", key, pack, err)
+                return None
+        return None
+
+    def _load_index(self) -> None:
+        idx_files = frozenset((self.root / "packs").glob("pack-*.idx"))
+        if idx_files == self._indexed:
+            return
+        index: dict[str, tuple[Path, int, int]] = {}
+        for idx in sorted(idx_files):
+            try:
+                entries = json.loads(idx.read_text())
+            except (OSError, ValueError) as err:
+                log.warning("store: unreadable pack index %s (%s); ignored", idx, err)
+                continue
+            pack = idx.with_suffix(".pack")
+            index.update({k: (pack, off, n) for k, (off, n) in entries.items()})
+        self._index, self._indexed = index, idx_files
+
+    def put(self, key: str, arrays: Arrays) -> None:
+        """Write an entry atomically (an existing one with this key is replaced)."""
+        data = encode(key, arrays)
+        path = self._loose(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            (self.root / "tmp").mkdir(exist_ok=True)
+            write_bytes(path, data, tmp_dir=self.root / "tmp")
+        except OSError as err:
+            raise StoreError(f"store {self.root}: cannot write entry {key}: {err}") from err
+
+    def get_or_compute(
+        self,
+        keys: Sequence[str],
+        payloads: Sequence,
+        fn: Callable[..., Arrays],
+        executor: Executor | None = None,
+        desc: str = "computing",
+    ) -> Fetched:
+        """``fn(payload)`` for every key not yet stored; stored results for the rest.
+
+        Work is submitted to ``executor`` (computed here when None); each result is
+        stored as soon as it arrives, so an interrupted run keeps what it finished.
+        """
+        if len(keys) != len(payloads):
+            raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
+        results: list[Arrays | None] = [self.get(k) for k in keys]
+        todo: dict[str, int] = {}
+        for i, (k, r) in enumerate(zip(keys, results)):
+            if r is None:
+                todo.setdefault(k, i)
+        with tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
+            for key, arrays in self._compute(todo, payloads, fn, executor):
+                self.put(key, arrays)
+                results[todo[key]] = _frozen(arrays)
+                bar.update()
+        done = {k: results[i] for k, i in todo.items()}
+        return Fetched(tuple(r if r is not None else done[k] for k, r in zip(keys, results)), len(todo))
+
+    @staticmethod
+    def _compute(todo, payloads, fn, executor) -> Iterator[tuple[str, Arrays]]:
+        if executor is None:
+            for key, i in todo.items():
+                yield key, fn(payloads[i])
+            return
+        futures = {executor.submit(fn, payloads[i]): key for key, i in todo.items()}
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _loose_paths(self) -> list[Path]:
+        return sorted((self.root / "objects").glob("*/*.npz"))
+
+    def info(self) -> StoreInfo:
+        """Counts and sizes of loose entries, packs and temporary files."""
+        loose = self._loose_paths()
+        self._load_index()
+        packs = sorted((self.root / "packs").glob("pack-*.pack"))
+        return StoreInfo(
+            loose_entries=len(loose),
+            loose_bytes=sum(p.stat().st_size for p in loose),
+            packs=len(packs),
+            packed_entries=len(self._index),
+            packed_bytes=sum(p.stat().st_size for p in packs),
+            temp_files=len(list((self.root / "tmp").glob(f"*{TMP_SUFFIX}"))),
+        )
+
+    def gc(self, stale_seconds: float = STALE_TMP_SECONDS) -> dict[str, int]:
+        """Remove temporary files older than ``stale_seconds``, damaged loose entries
+        and packs without an index. Returns counts of what was removed."""
+        removed = {"temp_files": 0, "damaged_entries": 0, "orphan_packs": 0}
+        with self._locked():
+            now = time.time()
+            for tmp in (self.root / "tmp").glob(f"*{TMP_SUFFIX}"):
+                if now - tmp.stat().st_mtime > stale_seconds:
+                    tmp.unlink(missing_ok=True)
+                    removed["temp_files"] += 1
+            for path in self._loose_paths():
+                try:
+                    decode(path.stem, path.read_bytes())
+                except ValueError:
+                    path.unlink(missing_ok=True)
+                    removed["damaged_entries"] += 1
+            for pack in (self.root / "packs").glob("pack-*.pack"):
+                if not pack.with_suffix(".idx").exists():
+                    pack.unlink(missing_ok=True)
+                    removed["orphan_packs"] += 1
+        return removed
+
+    def pack(self) -> int:
+        """Gather every valid entry (loose and packed) into one new pack; return its
+        entry count. The index is written after the pack, and old files are removed
+        only after both are in place."""
+        with self._locked():
+            self._load_index()
+            old_packs = {p for p, _, _ in self._index.values()}
+            entries: dict[str, bytes] = {}
+            for key in sorted(self._index):
+                arrays = self._get_packed(key)
+                if arrays is not None:
+                    entries[key] = encode(key, arrays)
+            loose = self._loose_paths()
+            for path in loose:
+                data = path.read_bytes()
+                try:
+                    decode(path.stem, data)
+                except ValueError:
+                    continue
+                entries[path.stem] = data
+            if not entries:
+                return 0
+            packs = self.root / "packs"
+            packs.mkdir(parents=True, exist_ok=True)
+            name = f"pack-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+            index, offset = {}, 0
+            for key, data in entries.items():
+                index[key] = [offset, len(data)]
+                offset += len(data)
+            write_bytes(packs / f"{name}.pack", b"".join(entries.values()))
+            write_bytes(packs / f"{name}.idx", canonical_json(index).encode())
+            for path in loose:
+                if path.stem in entries:
+                    path.unlink(missing_ok=True)
+            for pack in old_packs:
+                pack.with_suffix(".idx").unlink(missing_ok=True)
+                pack.unlink(missing_ok=True)
+            fsync_dir(packs)
+            self._load_index()
+            return len(entries)

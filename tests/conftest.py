@@ -1,0 +1,45 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def labelled_si(seed: int, repeat=(1, 1, 1), energy: float | None = None):
+    """A rattled diamond Si cell with made-up labels (their values do not matter here)."""
+    atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(repeat)
+    atoms.rattle(0.05, seed=seed)
+    rng = np.random.default_rng(seed)
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=-4.3 * len(atoms) + (seed if energy is None else energy),
+        forces=rng.normal(size=(len(atoms), 3)))
+    return atoms
+
+
+def require(module: str, why: str):
+    """Import ``module`` or skip the test, saying what is missing."""
+    return pytest.importorskip(module, reason=f"{module} not installed: {why}")
+
+
+def kim_model_or_skip(name: str) -> None:
+    require("kimpy", "the KIM API tests need kimpy (make setup installs it)")
+    import kimpy
+
+    try:
+        collections = kimpy.collections.create()
+        collections.get_item_type(name)
+    except RuntimeError:
+        pytest.skip(f"KIM model {name} not installed (Debian package openkim-models)")
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    """A git clone of the working tree's committed state plus uncommitted files."""
+    dest = tmp_path / "repo"
+    ignore = shutil.ignore_patterns(".venv", ".atomsieve", "outputs", ".pytest_cache", ".hypothesis", "__pycache__")
+    shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest

@@ -1,0 +1,66 @@
+"""conf/ composes, params.yaml is what conf/ composes to, and bad options are refused."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from pipeline.errors import ConfigError
+from stages.cli import compose as compose_params
+from stages.common import load_config
+from stages.schema import GROUPS, Config, register
+
+register()
+
+
+def group_options():
+    for group in GROUPS:
+        for path in sorted((ROOT / "conf" / group).glob("*.yaml")):
+            yield group, path.stem
+
+
+@pytest.mark.parametrize("group,option", list(group_options()))
+def test_every_config_file_composes_and_validates(tmp_path, group, option):
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=[f"{group}={option}"])
+    path = tmp_path / "params.yaml"
+    OmegaConf.save(cfg, path)
+    assert isinstance(load_config(path), Config)
+
+
+def test_committed_params_equal_what_conf_composes_to(tmp_path):
+    compose_params([], tmp_path / "params.yaml", ROOT / "conf")
+    assert (tmp_path / "params.yaml").read_text() == (ROOT / "params.yaml").read_text(), (
+        "params.yaml is stale: run `atomsieve compose` and commit it")
+
+
+def test_compose_command_applies_overrides(tmp_path):
+    out = tmp_path / "p.yaml"
+    subprocess.run(["atomsieve", "compose", "dataset.paths=[a.extxyz]", "runtime.workers=2", "--out", str(out),
+                    "--conf", str(ROOT / "conf")], check=True, cwd=tmp_path,
+                   env={"PATH": str(Path(__import__("sys").executable).parent) + ":/usr/bin:/bin"})
+    cfg = load_config(out)
+    assert cfg.dataset.paths == ["a.extxyz"] and cfg.runtime.workers == 2 and cfg.dataset.seed == 0
+
+
+@pytest.mark.parametrize("override,match", [
+    ("runtime.wrkers=2", "runtime.wrkers"),
+    ("runtime.workers=abc", "workers"),
+    ("runtime.executor=mpi", r"runtime.executor: expected one of \['dask', 'process', 'serial'\], got 'mpi'"),
+    ("dataset.on_conflict=merge", "dataset.on_conflict"),
+    ("dataset.require=[charge]", "dataset.require"),
+])
+def test_bad_options_are_refused_with_the_key(tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        compose_params([override], tmp_path / "p.yaml", ROOT / "conf")
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_unknown_key_in_params_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text((ROOT / "params.yaml").read_text() + "dataset_typo: 1\n")
+    with pytest.raises(ConfigError, match="dataset_typo"):
+        load_config(path)

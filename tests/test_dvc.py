@@ -1,0 +1,50 @@
+"""The DVC pipeline in a copy of this repository: repro, no-op repro, exp run -S."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.heavy
+BIN = str(Path(sys.executable).parent)
+
+
+def sh(cwd, *args):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def committed(repo_copy):
+    sh(repo_copy, "git", "add", "-A")
+    sh(repo_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot", "--allow-empty")
+    return repo_copy
+
+
+def test_second_repro_runs_nothing(committed):
+    first = sh(committed, "dvc", "repro")
+    assert "Running stage 'hash'" in first
+    assert (committed / "outputs/hash/images.extxyz").exists()
+    second = sh(committed, "dvc", "repro")
+    assert "Running stage" not in second and "up to date" in second
+
+
+def test_params_change_reruns_and_runtime_change_does_not(committed):
+    sh(committed, "dvc", "repro")
+    sh(committed, "atomsieve", "compose", "runtime.workers=1", "store.path=/tmp/elsewhere")
+    assert "Running stage" not in sh(committed, "dvc", "repro")
+    sh(committed, "atomsieve", "compose", "dataset.seed=3")
+    assert "Running stage 'hash'" in sh(committed, "dvc", "repro")
+
+
+def test_exp_run_composes_hydra_overrides(committed):
+    sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=5", "-S", "dataset.test_fraction=0.5")
+    params = (committed / "params.yaml").read_text()
+    assert "seed: 5" in params and "test_fraction: 0.5" in params
+    assert '"test": 20' in (committed / "outputs/hash/metrics.json").read_text()
+    queued = sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=1,2", "--queue")
+    assert queued.count("Queued experiment") == 2

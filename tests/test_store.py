@@ -1,0 +1,164 @@
+"""The content-addressed store: round trips, damage, crashes, concurrency, packs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from pipeline.store import Store, decode, entry_key, fingerprint
+
+WRITER = """
+import sys, numpy as np
+from pipeline.store import Store
+store, first, count, size = Store(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for i in range(first, first + count):
+    store.put(f"{i:040x}", {"x": np.full(size, float(i)), "i": np.array([i])})
+print("done", flush=True)
+"""
+
+
+def expected(i, size):
+    return {"x": np.full(size, float(i)), "i": np.array([i])}
+
+
+def check_entries(store, size):
+    """Every loose entry on disk decodes and holds exactly what its writer meant."""
+    seen = 0
+    for path in (store.root / "objects").glob("*/*.npz"):
+        arrays = decode(path.stem, path.read_bytes())
+        i = int(path.stem, 16)
+        np.testing.assert_array_equal(arrays["x"], expected(i, size)["x"])
+        seen += 1
+    return seen
+
+
+def test_fingerprint_is_canonical_and_key_separates_images():
+    assert fingerprint("fim", {"a": 1, "b": [1, 2]}) == fingerprint("fim", {"b": [1, 2], "a": 1})
+    assert fingerprint("fim", {"a": 1}) != fingerprint("fim", {"a": 1.5})
+    assert fingerprint("fim", {"a": 1}) != fingerprint("descriptor", {"a": 1})
+    fp = fingerprint("fim", {})
+    assert entry_key("v1-a", fp) != entry_key("v1-b", fp)
+
+
+def test_round_trip_is_exact_and_read_only(tmp_path):
+    store = Store(tmp_path)
+    arrays = {"f": np.arange(12.0).reshape(3, 4), "n": np.array([1, 2], dtype=np.int32)}
+    store.put("k" * 40, arrays)
+    got = store.get("k" * 40)
+    assert got.keys() == arrays.keys()
+    for name in arrays:
+        np.testing.assert_array_equal(got[name], arrays[name])
+        assert got[name].dtype == arrays[name].dtype and not got[name].flags.writeable
+    assert store.get("j" * 40) is None
+
+
+def test_objects_are_refused(tmp_path):
+    from pipeline.errors import StoreError
+
+    with pytest.raises(StoreError, match="numeric numpy array"):
+        Store(tmp_path).put("a" * 40, {"x": np.array([object()])})
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "wrong-key"])
+def test_damaged_entry_is_missing_with_a_warning_then_recomputed(tmp_path, caplog, damage):
+    store = Store(tmp_path)
+    key = "a" * 40
+    store.put(key, {"x": np.arange(1000.0)})
+    path = store._loose(key)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        i = data.index(np.arange(1000.0)[500:501].tobytes())
+        path.write_bytes(data[:i] + b"\x00" * 8 + data[i + 8:])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    else:
+        other = tmp_path / "other"
+        Store(other).put("b" * 40, {"x": np.arange(1000.0)})
+        path.write_bytes(Store(other)._loose("b" * 40).read_bytes())
+    assert store.get(key) is None
+    assert "damaged entry" in caplog.text
+    calls = []
+    fetched = store.get_or_compute([key], [7], lambda p: calls.append(p) or {"x": np.arange(float(p))})
+    assert calls == [7] and fetched.computed == 1
+    np.testing.assert_array_equal(store.get(key)["x"], np.arange(7.0))
+
+
+def test_get_or_compute_computes_only_missing_keys(tmp_path):
+    store = Store(tmp_path)
+    square = lambda p: {"y": np.array([p * p])}  # noqa: E731
+    first = store.get_or_compute(["k1", "k2"], [2, 3], square)
+    assert first.computed == 2 and [r["y"][0] for r in first.results] == [4, 9]
+    calls = []
+    again = store.get_or_compute(["k2", "k3", "k1", "k3"], [3, 4, 2, 4],
+                                 lambda p: calls.append(p) or square(p), executor=ThreadPoolExecutor(2))
+    assert calls == [4] and again.computed == 1
+    assert [r["y"][0] for r in again.results] == [9, 16, 4, 16]
+
+
+@pytest.mark.heavy
+def test_sigkill_mid_write_leaves_no_readable_corrupt_entry(tmp_path):
+    size = 2_000_000  # 16 MB per entry: each write takes long enough to be interrupted
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for round_ in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(100 * round_), "50", str(size)], env=env)
+        time.sleep(0.8 + 0.23 * round_)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    store = Store(tmp_path)
+    written = check_entries(store, size)
+    assert written > 0
+    leftovers = list((tmp_path / "tmp").glob("*.tmp"))
+    assert leftovers, "no write was interrupted: the test did not test a crash"
+    for i in range(600):  # every key reads as absent or as its full, correct value
+        got = store.get(f"{i:040x}")
+        if got is not None:
+            np.testing.assert_array_equal(got["x"], expected(i, size)["x"])
+    assert store.gc(stale_seconds=0)["temp_files"] == len(leftovers)
+
+
+@pytest.mark.heavy
+def test_two_processes_writing_the_same_keys(tmp_path):
+    size = 200_000
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "0", "60", str(size)],
+                              env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.communicate()[0].strip() for p in procs] == ["done", "done"]
+    assert check_entries(Store(tmp_path), size) == 60
+    assert not list((tmp_path / "tmp").glob("*.tmp"))
+
+
+def test_pack_then_lookup_without_loose_files(tmp_path):
+    store = Store(tmp_path)
+    for i in range(30):
+        store.put(f"{i:040x}", expected(i, 10))
+    assert store.pack() == 30
+    assert not list((tmp_path / "objects").glob("*/*.npz"))
+    store.put(f"{99:040x}", expected(99, 10))
+    fresh = Store(tmp_path)
+    for i in list(range(30)) + [99]:
+        np.testing.assert_array_equal(fresh.get(f"{i:040x}")["x"], expected(i, 10)["x"])
+    info = fresh.info()
+    assert (info.packs, info.packed_entries, info.loose_entries) == (1, 30, 1)
+    assert fresh.pack() == 31  # a repack gathers the pack and the loose entry into one
+    assert fresh.info().packs == 1 and Store(tmp_path).get(f"{99:040x}") is not None
+
+
+def test_pack_index_is_read_once(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    for i in range(5):
+        store.put(f"{i:040x}", expected(i, 3))
+    store.pack()
+    reader = Store(tmp_path)
+    reads = []
+    real = type(tmp_path).read_text
+    monkeypatch.setattr(type(tmp_path), "read_text", lambda self, *a, **k: reads.append(self) or real(self, *a, **k))
+    for i in range(5):
+        assert reader.get(f"{i:040x}") is not None
+    assert len([p for p in reads if p.suffix == ".idx"]) == 1

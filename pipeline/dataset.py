@@ -185,12 +185,12 @@ def split(hashes: Sequence[str], test_fraction: float, seed: int) -> tuple[bool,
 
 
 def with_labels(atoms: Atoms, info: dict) -> Atoms:
-    """A copy of ``atoms`` carrying its labels as a single-point result and ``info``."""
-    out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    """A copy of ``atoms`` (its info and per-atom arrays too) carrying its labels as a
+    single-point result, with ``info`` added."""
+    out = atoms.copy()
     out.info.update(info)
     lab = labels(atoms)
-    if lab:
-        out.calc = SinglePointCalculator(out, **lab)
+    out.calc = SinglePointCalculator(out, **lab) if lab else None
     return out
 
 

@@ -115,3 +115,13 @@ def test_with_labels_copies_and_carries_labels():
     out = dataset.with_labels(atoms, {"image_hash": "v1-x"})
     assert out.info == {"image_hash": "v1-x"} and atoms.info == {}
     np.testing.assert_array_equal(out.get_forces(), atoms.get_forces())
+
+
+def test_with_labels_keeps_other_info_and_per_atom_arrays(tmp_path):
+    atoms = labelled_si(5)
+    atoms.info["fim_quantity"] = "energy"
+    atoms.arrays["mask"] = np.arange(8.0)
+    back = ase.io.read(write(tmp_path / "m.extxyz", dataset.with_labels(atoms, {"image_hash": "v1-y"})))
+    assert back.info["fim_quantity"] == "energy" and back.info["image_hash"] == "v1-y"
+    np.testing.assert_array_equal(back.arrays["mask"], np.arange(8.0))
+    np.testing.assert_allclose(back.get_forces(), atoms.get_forces(), atol=1e-8)

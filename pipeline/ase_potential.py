@@ -1,0 +1,70 @@
+"""Any ASE calculator as a potential, its parameters read and written by name.
+
+Parameters are the calculator's numeric ``parameters`` (scalars have extent 1, arrays
+their length); they are changed with ``calc.set(name=value)`` followed by
+``calc.reset()``, since ``set`` alone keeps cached results. Units as ASE's: eV, Å; stress in eV/Å³, Voigt order.
+"""
+
+import importlib
+
+import numpy as np
+from ase import Atoms
+
+from pipeline.errors import ConfigError, InputError
+
+
+def load_class(path: str):
+    """The class named by ``module.Class``."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"potential.calculator: cannot import {path!r}: {err}") from err
+
+
+class ASEPotential:
+    """An ASE calculator class given by import path, created once with ``kwargs``."""
+
+    def __init__(self, calculator: str, kwargs: dict):
+        try:
+            self.calc = load_class(calculator)(**kwargs)
+        except TypeError as err:
+            raise ConfigError(f"potential.calculator_kwargs: {calculator} refused {kwargs}: {err}") from err
+        self.name = calculator
+
+    def parameter_extents(self) -> dict[str, int]:
+        out = {}
+        for name, value in self.calc.parameters.items():
+            arr = np.asarray(value) if value is not None else np.array("")
+            if arr.dtype.kind in "if" and arr.ndim <= 1:
+                out[name] = max(arr.size, 1) if arr.ndim else 1
+        return out
+
+    def get(self, name: str, extent: int) -> float:
+        value = np.asarray(self.calc.parameters[name], dtype=float)
+        return float(value if value.ndim == 0 else value[extent])
+
+    def set(self, assignments) -> None:
+        changes: dict = {}
+        for name, extent, value in assignments:
+            current = changes.get(name, self.calc.parameters[name])
+            if np.ndim(current) == 0:
+                changes[name] = float(value)
+            else:
+                arr = np.array(current, dtype=float)
+                arr[extent] = value
+                changes[name] = arr
+        if self.calc.set(**changes):
+            self.calc.reset()  # Calculator.set keeps cached results unless told otherwise
+
+    def compute(self, atoms: Atoms, quantity: str) -> np.ndarray:
+        """``energy`` (1,), ``forces`` (3N,) or ``stress`` (6,) of ``atoms``, flattened."""
+        work = atoms.copy()
+        work.calc = self.calc
+        if quantity == "energy":
+            return np.array([work.get_potential_energy()])
+        if quantity == "forces":
+            return work.get_forces().reshape(-1)
+        if not atoms.pbc.all():
+            raise InputError("stress needs a cell periodic in all three directions")
+        return np.asarray(work.get_stress(voigt=True))

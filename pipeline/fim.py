@@ -1,0 +1,164 @@
+"""Fisher information matrices of training configurations.
+
+For one image and one quantity q(θ) (energy, forces or stress, flattened), the FIM is
+``Jᵀ J`` of the row-weighted Jacobian ``J = diag(w) ∂q/∂θ``, θ being the tunable
+parameters in the transformed space (identity, affine or log, from
+information_matching.transform). Derivatives are finite differences with relative
+steps ``h_i = max(rel_step |θ_i|, min_step)``:
+
+- ``central``: (q(θ+h) − q(θ−h)) / 2h, 2P evaluations;
+- ``central4``: (−q(θ+2h) + 8q(θ+h) − 8q(θ−h) + q(θ−2h)) / 12h, 4P evaluations;
+- ``numdifftools``: numdifftools.Jacobian with the given options (adaptive, Richardson).
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+from pipeline.errors import ConfigError, InputError, check_choice
+from pipeline.executors import worker_resource
+from pipeline.parameters import ParamSpec
+from pipeline.potential import QUANTITIES, PotentialSpec, make_potential
+
+METHODS = ("central", "central4", "numdifftools")
+TRANSFORMS = ("identity", "affine", "log")
+
+
+@dataclass(frozen=True)
+class Derivative:
+    method: str = "central"
+    rel_step: float = 1e-4
+    min_step: float = 1e-6
+    numdifftools: str = "{}"  # options as canonical JSON
+
+
+@dataclass(frozen=True)
+class Transform:
+    type: str = "identity"
+    a: tuple[float, ...] = ()  # one value, P values (diagonal) or P*P (matrix)
+    b: tuple[float, ...] = ()
+    x0: tuple[float, ...] = ()
+
+
+def steps(theta: np.ndarray, d: Derivative) -> np.ndarray:
+    """Per-parameter step sizes, in the transformed space."""
+    if not d.rel_step > 0 or not d.min_step > 0:
+        raise ConfigError(f"fim.derivative: expected rel_step > 0 and min_step > 0, got {d.rel_step}, {d.min_step}")
+    return np.maximum(d.rel_step * np.abs(theta), d.min_step)
+
+
+def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
+    """∂f/∂θ at ``theta``, shape (rows, P), by the method of ``d``."""
+    check_choice("fim.derivative.method", d.method, METHODS)
+    theta = np.asarray(theta, dtype=float)
+    if d.method == "numdifftools":
+        import numdifftools as nd
+
+        rows = len(f(theta))
+        return np.asarray(nd.Jacobian(f, **json.loads(d.numdifftools))(theta)).reshape(rows, len(theta))
+    h = steps(theta, d)
+    columns = []
+    for i in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[i] = h[i]
+        if d.method == "central":
+            columns.append((f(theta + e) - f(theta - e)) / (2 * h[i]))
+        else:
+            columns.append((8 * (f(theta + e) - f(theta - e)) - (f(theta + 2 * e) - f(theta - 2 * e))) / (12 * h[i]))
+    return np.stack(columns, axis=1)
+
+
+def make_transform(t: Transform, values: np.ndarray):
+    """An information_matching transform for parameters starting at ``values``."""
+    from information_matching.transform import AffineTransform, LogTransform
+
+    check_choice("potential.transform.type", t.type, TRANSFORMS)
+    if t.type == "identity":
+        return AffineTransform()
+    if t.type == "log":
+        if np.any(values == 0):
+            raise ConfigError(f"potential.transform: log needs nonzero parameters, got {values.tolist()}")
+        return LogTransform(sign=np.sign(values))
+    p = len(values)
+
+    def vector(name, raw, default):
+        if len(raw) not in (0, 1, p):
+            raise ConfigError(f"potential.transform.{name}: expected 1 or {p} values, got {len(raw)}")
+        return np.full(p, default if not raw else raw[0]) if len(raw) <= 1 else np.array(raw, dtype=float)
+
+    if len(t.a) in (0, 1, p):
+        a = np.diag(vector("a", t.a, 1.0))
+    elif len(t.a) == p * p:
+        a = np.array(t.a, dtype=float).reshape(p, p)
+    else:
+        raise ConfigError(f"potential.transform.a: expected 1, {p} or {p * p} values, got {len(t.a)}")
+    return AffineTransform(a=a, x0=vector("x0", t.x0, 0.0), b=vector("b", t.b, 0.0))
+
+
+def rows(atoms: Atoms, quantity: str) -> int:
+    """Number of Jacobian rows of ``quantity`` for ``atoms``."""
+    return {"energy": 1, "forces": 3 * len(atoms), "stress": 6}[quantity]
+
+
+def as_row_weights(mask: np.ndarray, atoms: Atoms, quantity: str, where: str) -> np.ndarray:
+    """A mask as one weight per Jacobian row; a per-atom mask (N,) applies to all three
+    force components of its atom."""
+    flat = np.asarray(mask, dtype=float).reshape(-1)
+    if quantity == "forces" and flat.size == len(atoms) != 3 * len(atoms):
+        flat = np.repeat(flat, 3)
+    if flat.size != rows(atoms, quantity):
+        raise InputError(
+            f"{where}: mask has {flat.size} values; expected {rows(atoms, quantity)} "
+            f"(one per row of {quantity} for {len(atoms)} atoms)"
+        )
+    if not np.all(np.isfinite(flat)):
+        raise InputError(f"{where}: mask has non-finite values")
+    return flat
+
+
+@dataclass(frozen=True)
+class FimTask:
+    """Everything one image's FIM depends on (picklable, sent to a worker)."""
+
+    potential: PotentialSpec
+    assignments: tuple[tuple[str, int, float], ...]  # every entry of the spec, resolved
+    n_tunable: int  # the first n_tunable assignments are the tunable ones
+    transform: Transform
+    derivative: Derivative
+    quantity: str
+    mask: np.ndarray | None
+    atoms: Atoms
+
+
+def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
+    """``{"fim": (P, P), "jacobian": (rows, P)}`` of one image with ``potential``."""
+    check_choice("fim.quantity", task.quantity, QUANTITIES)
+    tunable = task.assignments[: task.n_tunable]
+    potential.set(task.assignments)
+    values = np.array([v for _, _, v in tunable])
+    transform = make_transform(task.transform, values)
+
+    def quantity(theta):
+        potential.set((n, k, v) for (n, k, _), v in zip(tunable, transform.inverse_transform(theta)))
+        return potential.compute(task.atoms, task.quantity)
+
+    jac = jacobian(quantity, transform.transform(values), task.derivative)
+    potential.set(tunable)  # leave the model as the spec has it
+    if task.mask is not None:
+        jac = task.mask[:, None] * jac
+    return {"fim": jac.T @ jac, "jacobian": jac}
+
+
+def image_fim(task: FimTask) -> dict[str, np.ndarray]:
+    """:func:`fim_of` with this worker's potential (made once per worker)."""
+    return fim_of(worker_resource(make_potential, task.potential), task)
+
+
+def resolve(spec: ParamSpec, potential) -> tuple[tuple[str, int, float], ...]:
+    """Every entry of ``spec`` with its value (the model's where not given), tunable
+    entries first, in spec order."""
+    entries = spec.tunable + tuple(e for e in spec.entries if e.fixed)
+    return tuple((e.name, e.extent, potential.get(e.name, e.extent) if e.value is None else e.value)
+                 for e in entries)

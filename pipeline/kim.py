@@ -1,0 +1,141 @@
+"""An OpenKIM portable model through kimpy, created once and re-parameterised in place.
+
+Units: Å, eV; forces in eV/Å, stress in eV/Å³ (Voigt order xx, yy, zz, yz, xz, xy,
+``stress = virial / volume`` as in ASE). Parameters are changed with
+``set_parameter`` and ``clear_then_refresh``; the model is never re-created. The
+neighbour list of a configuration is built once with a skin and rebuilt only for a
+new configuration or when the model's influence distance grows past it.
+
+The KIM API writes its log to ``kim.log`` in the working directory; that file name is
+compiled into the library and cannot be changed from here.
+"""
+
+import numpy as np
+from ase import Atoms
+
+from pipeline.errors import BackendMissing, ConfigError, InputError
+
+INSTALL_HINT = "apt-get install libkim-api-dev openkim-models pkg-config && pip install kimpy"
+
+
+def _kimpy():
+    try:
+        import kimpy
+    except ImportError as err:
+        raise BackendMissing(f"potential.type=kim needs kimpy and the KIM API: {INSTALL_HINT}") from err
+    return kimpy
+
+
+class KIMPotential:
+    """A KIM portable model for the given species, with a neighbour-list ``skin`` (Å)."""
+
+    def __init__(self, kim_id: str, species: tuple[str, ...], skin: float = 0.5):
+        kimpy = self._kimpy = _kimpy()
+        self.kim_id, self.skin = kim_id, skin
+        try:
+            accepted, self.model = kimpy.model.create(
+                kimpy.numbering.zeroBased, kimpy.length_unit.A, kimpy.energy_unit.eV,
+                kimpy.charge_unit.e, kimpy.temperature_unit.K, kimpy.time_unit.ps, kim_id)
+        except RuntimeError as err:
+            raise ConfigError(
+                f"potential.kim_id: no KIM portable model {kim_id!r} is installed "
+                f"(list them with `kim-api-collections-management list`)") from err
+        if not accepted:
+            raise ConfigError(f"potential.kim_id: {kim_id} does not accept Å and eV")
+        self.codes = self._species_codes(species)
+        self.params: dict[str, tuple[int, int]] = {}
+        for i in range(self.model.get_number_of_parameters()):
+            dtype, extent, name, _ = self.model.get_parameter_metadata(i)
+            if str(dtype) == "Double":
+                self.params[name] = (i, extent)
+        self.args = self.model.compute_arguments_create()
+        self._energy = np.zeros(1)
+        self._virial = np.zeros(6)
+        self._key = None
+        self._built_for = -1.0
+
+    def _species_codes(self, species: tuple[str, ...]) -> dict[int, int]:
+        from ase.data import atomic_numbers
+
+        codes = {}
+        for symbol in species:
+            try:
+                supported, code = self.model.get_species_support_and_code(
+                    self._kimpy.species_name.SpeciesName(symbol))
+            except RuntimeError:
+                supported = False
+            if not supported or symbol not in atomic_numbers:
+                raise ConfigError(f"potential.species: {self.kim_id} does not support {symbol!r}")
+            codes[atomic_numbers[symbol]] = code
+        return codes
+
+    def parameter_extents(self) -> dict[str, int]:
+        """``{name: extent}`` of the model's floating-point parameters."""
+        return {name: extent for name, (_, extent) in self.params.items()}
+
+    def get(self, name: str, extent: int) -> float:
+        return self.model.get_parameter_double(self.params[name][0], extent)
+
+    def set(self, assignments) -> None:
+        """Set ``(name, extent, value)`` triples, then refresh the model once."""
+        for name, extent, value in assignments:
+            self.model.set_parameter(self.params[name][0], extent, float(value))
+        self.model.clear_then_refresh()
+
+    def _prepare(self, atoms: Atoms) -> None:
+        """Padding atoms and neighbour list, rebuilt only when needed."""
+        influence = self.model.get_influence_distance()
+        key = (atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
+        if key == self._key and influence <= self._built_for:
+            return
+        kimpy = self._kimpy
+        try:
+            codes = np.array([self.codes[z] for z in atoms.numbers], dtype=np.intc)
+        except KeyError as err:
+            raise InputError(f"atoms contain species {err.args[0]} not in potential.species") from None
+        reach = influence + self.skin
+        coords = np.ascontiguousarray(atoms.positions, dtype=np.double)
+        n = len(atoms)
+        if atoms.pbc.any():
+            pad_coords, pad_codes, self._image_of = kimpy.neighlist.create_paddings(
+                reach, np.asarray(atoms.cell, dtype=np.double), atoms.pbc.astype(np.intc), coords, codes)
+            coords = np.concatenate([coords, pad_coords])
+            codes = np.concatenate([codes, pad_codes]).astype(np.intc)
+        else:
+            self._image_of = np.zeros(0, dtype=np.intc)
+        total = len(codes)
+        self._n, self._coords, self._codes = np.array([total], dtype=np.intc), coords, codes
+        self._contributing = (np.arange(total) < n).astype(np.intc)
+        self._forces = np.zeros((total, 3))
+        cutoffs, _ = self.model.get_neighbor_list_cutoffs_and_hints()
+        self._neigh = kimpy.neighlist.NeighList()
+        self._neigh.build(coords, reach, np.asarray(cutoffs, dtype=np.double) + self.skin, self._contributing)
+        name = kimpy.compute_argument_name
+        for arg, array in [(name.numberOfParticles, self._n), (name.particleSpeciesCodes, self._codes),
+                           (name.particleContributing, self._contributing), (name.coordinates, self._coords),
+                           (name.partialEnergy, self._energy), (name.partialForces, self._forces)]:
+            self.args.set_argument_pointer(arg, array)
+        self.args.set_callback_pointer(kimpy.compute_callback_name.GetNeighborList,
+                                       kimpy.neighlist.get_neigh_kim(), self._neigh)
+        self._key, self._built_for, self._atoms_n = key, influence, n
+
+    def compute(self, atoms: Atoms, quantity: str) -> np.ndarray:
+        """``energy`` (1,), ``forces`` (3N,) or ``stress`` (6,) of ``atoms``, flattened."""
+        self._prepare(atoms)
+        want_virial = quantity == "stress"
+        name = self._kimpy.compute_argument_name.partialVirial
+        if want_virial:
+            if not atoms.pbc.all():
+                raise InputError("stress needs a cell periodic in all three directions")
+            self.args.set_argument_pointer(name, self._virial)
+        else:
+            self.args.set_argument_null_pointer(name)
+        self.model.compute(self.args)
+        if quantity == "energy":
+            return self._energy.copy()
+        if want_virial:
+            return self._virial / atoms.get_volume()
+        n = self._atoms_n
+        forces = self._forces[:n].copy()
+        np.add.at(forces, self._image_of, self._forces[n:])
+        return forces.reshape(-1)

@@ -2,8 +2,8 @@
 
 For one image and one quantity q(θ) (energy, forces or stress, flattened), the FIM is
 ``Jᵀ J`` of the row-weighted Jacobian ``J = diag(w) ∂q/∂θ``, θ being the tunable
-parameters in the transformed space (identity, affine or log, from
-information_matching.transform). Derivatives are finite differences with relative
+parameters in the transformed space (identity, affine or log:
+:mod:`pipeline.transforms`). Derivatives are finite differences with relative
 steps ``h_i = max(rel_step |θ_i|, min_step)``:
 
 - ``central``: (q(θ+h) − q(θ−h)) / 2h, 2P evaluations;
@@ -21,25 +21,19 @@ from pipeline.errors import ConfigError, InputError, check_choice
 from pipeline.executors import worker_resource
 from pipeline.parameters import ParamSpec
 from pipeline.potential import QUANTITIES, PotentialSpec, make_potential
+from pipeline.transforms import Transform, resolve_transform
 
 METHODS = ("central", "central4", "numdifftools")
-TRANSFORMS = ("identity", "affine", "log")
 
 
 @dataclass(frozen=True)
 class Derivative:
-    method: str = "central"
-    rel_step: float = 1e-4
-    min_step: float = 1e-6
-    numdifftools: str = "{}"  # options as canonical JSON
+    """How derivatives are taken (defaults: stages/schema.py DerivativeConfig)."""
 
-
-@dataclass(frozen=True)
-class Transform:
-    type: str = "identity"
-    a: tuple[float, ...] = ()  # one value, P values (diagonal) or P*P (matrix)
-    b: tuple[float, ...] = ()
-    x0: tuple[float, ...] = ()
+    method: str
+    rel_step: float
+    min_step: float
+    numdifftools: str  # options as canonical JSON
 
 
 def steps(theta: np.ndarray, d: Derivative) -> np.ndarray:
@@ -68,33 +62,6 @@ def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
         else:
             columns.append((8 * (f(theta + e) - f(theta - e)) - (f(theta + 2 * e) - f(theta - 2 * e))) / (12 * h[i]))
     return np.stack(columns, axis=1)
-
-
-def make_transform(t: Transform, values: np.ndarray):
-    """An information_matching transform for parameters starting at ``values``."""
-    from information_matching.transform import AffineTransform, LogTransform
-
-    check_choice("potential.transform.type", t.type, TRANSFORMS)
-    if t.type == "identity":
-        return AffineTransform()
-    if t.type == "log":
-        if np.any(values == 0):
-            raise ConfigError(f"potential.transform: log needs nonzero parameters, got {values.tolist()}")
-        return LogTransform(sign=np.sign(values))
-    p = len(values)
-
-    def vector(name, raw, default):
-        if len(raw) not in (0, 1, p):
-            raise ConfigError(f"potential.transform.{name}: expected 1 or {p} values, got {len(raw)}")
-        return np.full(p, default if not raw else raw[0]) if len(raw) <= 1 else np.array(raw, dtype=float)
-
-    if len(t.a) in (0, 1, p):
-        a = np.diag(vector("a", t.a, 1.0))
-    elif len(t.a) == p * p:
-        a = np.array(t.a, dtype=float).reshape(p, p)
-    else:
-        raise ConfigError(f"potential.transform.a: expected 1, {p} or {p * p} values, got {len(t.a)}")
-    return AffineTransform(a=a, x0=vector("x0", t.x0, 0.0), b=vector("b", t.b, 0.0))
 
 
 def rows(atoms: Atoms, quantity: str) -> int:
@@ -138,13 +105,13 @@ def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
     tunable = task.assignments[: task.n_tunable]
     potential.set(task.assignments)
     values = np.array([v for _, _, v in tunable])
-    transform = make_transform(task.transform, values)
+    transform = resolve_transform(task.transform, values)
 
     def quantity(theta):
-        potential.set((n, k, v) for (n, k, _), v in zip(tunable, transform.inverse_transform(theta)))
+        potential.set((n, k, v) for (n, k, _), v in zip(tunable, transform.inverse(theta)))
         return potential.compute(task.atoms, task.quantity)
 
-    jac = jacobian(quantity, transform.transform(values), task.derivative)
+    jac = jacobian(quantity, transform.forward(values), task.derivative)
     potential.set(tunable)  # leave the model as the spec has it
     if task.mask is not None:
         jac = task.mask[:, None] * jac

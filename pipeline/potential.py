@@ -16,16 +16,18 @@ QUANTITIES = ("energy", "forces", "stress")
 
 @dataclass(frozen=True)
 class PotentialSpec:
-    """What identifies a potential: hashable, picklable, JSON-able."""
+    """What identifies a potential: hashable, picklable, JSON-able (defaults:
+    stages/schema.py PotentialConfig)."""
 
     type: str  # kim | ase
-    kim_id: str | None = None
-    species: tuple[str, ...] = ()
-    calculator: str | None = None
-    calculator_kwargs: str = "{}"  # canonical JSON, so the spec stays hashable
-    skin: float = 0.5  # Å, neighbour-list skin (KIM)
+    kim_id: str | None
+    species: tuple[str, ...]
+    calculator: str | None
+    calculator_kwargs: str  # canonical JSON, so the spec stays hashable
+    skin: float  # Å, neighbour-list skin (KIM); changes speed, never results
 
     def as_dict(self) -> dict:
+        """What results depend on (everything but the skin)."""
         return {"type": self.type, "kim_id": self.kim_id, "species": list(self.species),
                 "calculator": self.calculator, "calculator_kwargs": json.loads(self.calculator_kwargs)}
 

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,13 +197,15 @@ class Store:
         keys: Sequence[str],
         payloads: Sequence,
         fn: Callable[..., Arrays],
-        executor: Executor | None = None,
+        executor: Callable[[], AbstractContextManager[Executor]] | None = None,
         desc: str = "computing",
     ) -> Fetched:
         """``fn(payload)`` for every key not yet stored; stored results for the rest.
 
-        Work is submitted to ``executor`` (computed here when None); each result is
-        stored as soon as it arrives, so an interrupted run keeps what it finished.
+        ``executor`` makes the executor to submit work to (e.g. a partial of
+        :func:`pipeline.executors.open_executor`); it is called only if something is
+        missing. With None, work is done here. Each result is stored as soon as it
+        arrives, so an interrupted run keeps what it finished.
         """
         if len(keys) != len(payloads):
             raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
@@ -212,8 +214,9 @@ class Store:
         for i, (k, r) in enumerate(zip(keys, results)):
             if r is None:
                 todo.setdefault(k, i)
-        with tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
-            for key, arrays in self._compute(todo, payloads, fn, executor):
+        pool = executor() if todo and executor is not None else nullcontext(None)
+        with pool as ex, tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
+            for key, arrays in self._compute(todo, payloads, fn, ex):
                 self.put(key, arrays)
                 results[todo[key]] = _frozen(arrays)
                 bar.update()

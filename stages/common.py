@@ -12,8 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
-from pipeline.atomic import write_bytes
-from pipeline.errors import AtomsieveError, ConfigError
+from pipeline.errors import AtomsieveError, ConfigError, InputError
 from stages.schema import Config, mergeable, validate
 
 log = logging.getLogger("atomsieve")
@@ -35,10 +34,31 @@ def json_bytes(data: dict) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, json_bytes(data))
+def read_images(path: Path) -> list:
+    """The frames of a stage's extxyz input, each with info ``image_hash``."""
+    import ase.io
+
+    try:
+        frames = ase.io.read(path, ":", format="extxyz")
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: no such file (run the stage that makes it first)") from err
+    except Exception as err:  # ASE raises many types for malformed input
+        raise InputError(f"{path}: cannot read as extxyz: {type(err).__name__}: {err}") from err
+    for i, atoms in enumerate(frames):
+        if not isinstance(atoms.info.get("image_hash"), str):
+            raise InputError(f"{path}: frame {i}: expected info 'image_hash' (a string), got {atoms.info.get('image_hash')!r}")
+    if not frames:
+        raise InputError(f"{path}: no images")
+    return frames
+
+
+def executor_factory(runtime):
+    """A zero-argument maker of the configured executor, for Store.get_or_compute."""
+    from functools import partial
+
+    from pipeline.executors import open_executor
+
+    return partial(open_executor, runtime.executor, runtime.workers, runtime.dask.address)
 
 
 def summary(stage: str, params: dict, counts: dict, timings: dict) -> dict:
@@ -55,19 +75,23 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def stage_main(name: str, run: Callable[[Config, Path], dict], default_out: str) -> None:
-    """Entry point of a stage module: ``python -m stages.NAME [--params P] [--out DIR]``.
+def stage_main(name: str, run: Callable[..., dict], default_out: str, **inputs: str) -> None:
+    """Entry point of a stage module:
+    ``python -m stages.NAME [--params P] [--out DIR] [--INPUT PATH ...]``, calling
+    ``run(cfg, out, **inputs)`` with every path as a :class:`Path`.
 
     An :class:`AtomsieveError` becomes one ``error:`` line on stderr and exit code 1.
     """
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name}")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default=default_out)
+    for key, default in inputs.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=default)
     args = parser.parse_args()
     try:
         cfg = load_config(args.params)
         setup_logging(cfg.runtime.log_level)
-        run(cfg, Path(args.out))
+        run(cfg, Path(args.out), **{key: Path(getattr(args, key)) for key in inputs})
     except AtomsieveError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -7,12 +7,16 @@ Hydra composition (``dvc exp run -S``) sees them too.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from pipeline.dataset import LABELS, ON_CONFLICT
 from pipeline.errors import check_choice
 from pipeline.executors import EXECUTORS
+from pipeline.fim import METHODS
+from pipeline.transforms import TRANSFORMS
+from pipeline.potential import POTENTIALS, QUANTITIES
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,47 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class TransformConfig:
+    type: str = "identity"  # identity | affine | log (information_matching.transform)
+    a: list[float] = field(default_factory=list)  # affine y = a (x - x0) + b: 1, P or P*P values
+    b: list[float] = field(default_factory=list)
+    x0: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PotentialConfig:
+    type: str = "kim"  # kim | ase
+    kim_id: str | None = None  # an installed KIM portable model
+    species: list[str] = field(default_factory=list)
+    calculator: str | None = None  # ASE calculator class, e.g. ase.calculators.lj.LennardJones
+    calculator_kwargs: dict[str, Any] = field(default_factory=dict)
+    parameters_optimize: dict[str, Any] = field(default_factory=dict)  # KLIFF format
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    skin: float = 0.5  # Å, neighbour-list skin; speed only, never results
+
+
+@dataclass(frozen=True)
+class DerivativeConfig:
+    method: str = "central"  # central | central4 | numdifftools
+    rel_step: float = 1e-4  # step = max(rel_step * |theta|, min_step), transformed space
+    min_step: float = 1e-6
+    numdifftools: dict[str, Any] = field(default_factory=dict)  # options of numdifftools.Jacobian
+
+
+@dataclass(frozen=True)
+class FimConfig:
+    quantity: str = "forces"  # energy | forces | stress
+    quantity_key: str = "fim_quantity"  # an image's info key that overrides quantity
+    mask_key: str | None = None  # a per-atom extxyz array of row weights
+    mask_files: list[str] = field(default_factory=list)  # .txt/.npy: one per image, or one for all
+    derivative: DerivativeConfig = field(default_factory=DerivativeConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    potential: PotentialConfig = field(default_factory=PotentialConfig)
+    fim: FimConfig = field(default_factory=FimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
@@ -54,9 +97,12 @@ CHOICES = {  # option -> allowed values, checked whenever a config is loaded
     ("dataset", "on_conflict"): ON_CONFLICT,
     ("runtime", "executor"): EXECUTORS,
     ("runtime", "log_level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+    ("potential", "type"): tuple(POTENTIALS),
+    ("fim", "quantity"): QUANTITIES,
 }
 
-GROUPS = {"dataset": DatasetConfig, "runtime": RuntimeConfig, "store": StoreConfig}
+GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig,
+          "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:
@@ -93,4 +139,6 @@ def validate(cfg: Config) -> Config:
         check_choice(f"{group}.{key}", getattr(getattr(cfg, group), key), allowed)
     for label in cfg.dataset.require:
         check_choice("dataset.require", label, LABELS)
+    check_choice("potential.transform.type", cfg.potential.transform.type, TRANSFORMS)
+    check_choice("fim.derivative.method", cfg.fim.derivative.method, METHODS)
     return cfg

@@ -1,7 +1,5 @@
 """FIMs of training configurations against independent references (real KIM model)."""
 
-import json
-
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -9,12 +7,28 @@ from ase.neighborlist import neighbor_list
 from conftest import kim_model_or_skip
 
 from pipeline.errors import ConfigError, InputError
-from pipeline.fim import Derivative, FimTask, Transform, as_row_weights, fim_of, jacobian, resolve
+from pipeline.fim import FimTask, as_row_weights, fim_of, jacobian, resolve
 from pipeline.parameters import parse
-from pipeline.potential import PotentialSpec, make_potential
+from pipeline.potential import make_potential
+from stages.fim_train import derivative_of, potential_of, transform_of
+from stages.schema import DerivativeConfig, PotentialConfig, TransformConfig
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
-SW_SPEC = PotentialSpec("kim", SW, ("Si",))
+
+
+def Derivative(method="central", **kw):  # noqa: N802 - the schema's defaults, as the stage makes them
+    return derivative_of(DerivativeConfig(method=method, **kw))
+
+
+def Transform(type="identity", **kw):  # noqa: N802, A002
+    return transform_of(TransformConfig(type=type, **{k: list(v) for k, v in kw.items()}))
+
+
+def Potential(**kw):  # noqa: N802
+    return potential_of(PotentialConfig(**kw))
+
+
+SW_SPEC = Potential(type="kim", kim_id=SW, species=["Si"])
 ALL9 = ["A", "B", "p", "q", "sigma", "gamma", "cutoff", "lambda", "costheta0"]
 
 
@@ -151,7 +165,7 @@ def test_log_and_affine_transforms_follow_the_chain_rule(sw):
 def test_numdifftools_and_central4_agree_with_central(sw):
     atoms = si8(8)
     central = fim_of(sw, task(sw, ["A", "B"], atoms))["jacobian"]
-    for d in (Derivative("central4"), Derivative("numdifftools", numdifftools=json.dumps({"step": 1e-4}))):
+    for d in (Derivative("central4"), Derivative("numdifftools", numdifftools={"step": 1e-4})):
         assert column_errors(fim_of(sw, task(sw, ["A", "B"], atoms, derivative=d))["jacobian"], central).max() < 1e-6
 
 
@@ -172,8 +186,8 @@ def test_masks_weight_rows(sw):
 
 
 def test_lennard_jones_through_ase():
-    lj = PotentialSpec("ase", calculator="ase.calculators.lj.LennardJones",
-                       calculator_kwargs=json.dumps({"epsilon": 0.01, "sigma": 3.4, "rc": 9.0}))
+    lj = Potential(type="ase", calculator="ase.calculators.lj.LennardJones",
+                   calculator_kwargs={"epsilon": 0.01, "sigma": 3.4, "rc": 9.0})
     pot = make_potential(lj)
     assert {"epsilon", "sigma"} <= set(pot.parameter_extents())
     atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
@@ -192,12 +206,32 @@ def test_lennard_jones_through_ase():
 
 def test_unknown_model_species_and_calculator(sw):
     with pytest.raises(ConfigError, match="no KIM portable model 'No_Such_Model'"):
-        make_potential(PotentialSpec("kim", "No_Such_Model", ("Si",)))
+        make_potential(Potential(type="kim", kim_id="No_Such_Model", species=["Si"]))
     with pytest.raises(ConfigError, match="does not support 'Xx'"):
-        make_potential(PotentialSpec("kim", SW, ("Xx",)))
+        make_potential(Potential(type="kim", kim_id=SW, species=["Xx"]))
     with pytest.raises(ConfigError, match="cannot import 'ase.calculators.nope.Calc'"):
-        make_potential(PotentialSpec("ase", calculator="ase.calculators.nope.Calc"))
+        make_potential(Potential(type="ase", calculator="ase.calculators.nope.Calc"))
     with pytest.raises(ConfigError, match=r"potential.type: expected one of \['ase', 'kim'\]"):
-        make_potential(PotentialSpec("lammps"))
+        make_potential(Potential(type="lammps"))
     with pytest.raises(ConfigError, match="fim.derivative.method"):
         fim_of(sw, task(sw, ["A"], si8(), derivative=Derivative("forward")))
+
+
+def test_transforms_equal_information_matching_on_the_same_input():
+    from pipeline.transforms import import_information_matching, resolve_transform
+
+    im = import_information_matching()
+    import information_matching.transform as imt  # noqa: F401 - already imported, side effects undone
+
+    x = np.array([15.28, -0.6, 2.0951])
+    a, b, x0 = np.array([[2.0, 0.3, 0.0], [0.0, 0.5, 0.1], [0.2, 0.0, 4.0]]), np.array([1.0, -2.0, 0.5]), x * 0.9
+    ours = resolve_transform(Transform("affine", a=a.ravel(), b=b, x0=x0), x)
+    ref = im.transform.AffineTransform(a=a, x0=x0, b=b)
+    np.testing.assert_allclose(ours.forward(x), ref.transform(x), rtol=1e-14)
+    np.testing.assert_allclose(ours.inverse(ref.transform(x)), ref.inverse_transform(ref.transform(x)), rtol=1e-12)
+    ours, ref = resolve_transform(Transform("log"), x), im.transform.LogTransform(sign=np.sign(x))
+    np.testing.assert_allclose(ours.forward(x), ref.transform(x), rtol=1e-14)
+    np.testing.assert_allclose(ours.inverse(ours.forward(x)), ref.inverse_transform(ref.transform(x)), rtol=1e-14)
+    import multiprocessing
+
+    assert multiprocessing.get_context().reducer.__name__ == "multiprocessing.reduction"

@@ -97,7 +97,7 @@ def test_get_or_compute_computes_only_missing_keys(tmp_path):
     assert first.computed == 2 and [r["y"][0] for r in first.results] == [4, 9]
     calls = []
     again = store.get_or_compute(["k2", "k3", "k1", "k3"], [3, 4, 2, 4],
-                                 lambda p: calls.append(p) or square(p), executor=ThreadPoolExecutor(2))
+                                 lambda p: calls.append(p) or square(p), executor=lambda: ThreadPoolExecutor(2))
     assert calls == [4] and again.computed == 1
     assert [r["y"][0] for r in again.results] == [9, 16, 4, 16]
 

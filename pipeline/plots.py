@@ -1,0 +1,26 @@
+"""PNG plots for DVC (matplotlib, Agg backend: no display, no CDN)."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+def eigenvalue_spectra(fims: np.ndarray, path: Path, title: str) -> None:
+    """Eigenvalues of each FIM (n, P, P), one column of points per image, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    floor = 1e-30
+    for i, fim in enumerate(fims):
+        eig = np.clip(np.linalg.eigvalsh(fim), floor, None)
+        ax.scatter(np.full(eig.size, i), eig, s=10, marker="_", color="C0")
+    ax.set_yscale("log")
+    ax.set_xlabel("image (order of images.extxyz)")
+    ax.set_ylabel(f"FIM eigenvalue (clipped at {floor:g})")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

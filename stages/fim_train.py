@@ -1,0 +1,87 @@
+"""Stage ``fim_train``: the FIM of every training image (FIMTrainingSetScore).
+
+Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
+(outputs/fim_train), all or none: fims.extxyz (every image with info
+``fim_training_set_score``, P×P, and ``image_hash``), fims.npz (image_hash, fim,
+quantity, parameter, extent), summary.json and eigenvalues.png.
+"""
+
+import json
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from pipeline import dataset, parameters
+from pipeline.atomic import staged
+from pipeline.errors import InputError
+from pipeline.fim import Derivative
+from pipeline.transforms import Transform
+from pipeline.plots import eigenvalue_spectra
+from pipeline.potential import PotentialSpec
+from pipeline.store import Store
+from pipeline.timing import Timers
+from pipeline.training_fim import masks, quantities, training_fims
+from stages.common import as_dict, executor_factory, json_bytes, read_images, stage_main, summary
+from stages.schema import Config, DerivativeConfig, PotentialConfig, TransformConfig
+
+OUTPUTS = ("fims.extxyz", "fims.npz", "summary.json", "eigenvalues.png")
+
+
+def potential_of(p: PotentialConfig) -> PotentialSpec:
+    return PotentialSpec(p.type, p.kim_id, tuple(p.species), p.calculator,
+                         json.dumps(p.calculator_kwargs, sort_keys=True), p.skin)
+
+
+def derivative_of(d: DerivativeConfig) -> Derivative:
+    return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True))
+
+
+def transform_of(t: TransformConfig) -> Transform:
+    return Transform(t.type, tuple(t.a), tuple(t.b), tuple(t.x0))
+
+
+def load_mask(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read a mask (.npy or whitespace-separated .txt): {err}") from err
+
+
+def run(cfg: Config, out: Path, images: Path) -> dict:
+    timers, f = Timers(), cfg.fim
+    with timers("read"):
+        frames = read_images(images)
+        hashes = [a.info["image_hash"] for a in frames]
+        mask_arrays = [load_mask(p) for p in dataset.expand_paths(f.mask_files, cfg.dataset.root)]
+    kinds = quantities(frames, hashes, f.quantity, f.quantity_key)
+    weights = masks(frames, hashes, kinds, f.mask_key, mask_arrays)
+    spec = parameters.parse(cfg.potential.parameters_optimize)
+    with timers("fim"):
+        result = training_fims(frames, hashes, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
+                               derivative_of(f.derivative), kinds, weights, Store(cfg.store.path),
+                               executor_factory(cfg.runtime))
+    labels = list(result.labels.values())
+    counts = {"images": len(frames), "computed": result.computed, "cached": len(frames) - result.computed,
+              "parameters": len(labels)}
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_npz, t_summary, t_png), timers("write"):
+        for atoms, fim in zip(frames, result.fims):
+            atoms.info["fim_training_set_score"] = fim
+        ase.io.write(t_xyz, frames, format="extxyz")
+        with open(t_npz, "wb") as fh:
+            np.savez(fh, image_hash=np.array(hashes), fim=result.fims, quantity=np.array(kinds),
+                     parameter=np.array([lab["parameter"] for lab in labels]),
+                     extent=np.array([lab["extent"] for lab in labels]))
+        eigenvalue_spectra(result.fims, t_png, f"FIM eigenvalues ({', '.join(sorted(set(kinds)))})")
+        params = {"potential": as_dict(cfg.potential), "fim": as_dict(f)}
+        result_summary = {**summary("fim_train", params, counts, timers.as_dict()), "labels": result.labels}
+        t_summary.write_bytes(json_bytes(result_summary))
+    return result_summary
+
+
+def main() -> None:
+    stage_main("fim_train", run, "outputs/fim_train", images="outputs/hash/images.extxyz")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,7 @@ class ASEPotential:
         except TypeError as err:
             raise ConfigError(f"potential.calculator_kwargs: {calculator} refused {kwargs}: {err}") from err
         self.name = calculator
+        self.defaults = {(n, k): self.get(n, k) for n, extent in self.parameter_extents().items() for k in range(extent)}
 
     def parameter_extents(self) -> dict[str, int]:
         out = {}

@@ -34,8 +34,12 @@ def commit(tmp: Path, path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in ``tmp_dir`` or beside it)."""
+def write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in ``tmp_dir`` or beside it).
+
+    The file is always fsynced before the rename, so a crash never leaves a partial
+    file at ``path``; ``durable`` also fsyncs the directory, so that the rename itself
+    survives a power cut (a cache entry lost that way is only recomputed)."""
     tmp = temp_name(path) if tmp_dir is None else tmp_dir / temp_name(path).name
     try:
         with open(tmp, "wb") as f:
@@ -43,9 +47,11 @@ def write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+        raise
+    if durable:
+        fsync_dir(path.parent)
 
 
 @contextmanager

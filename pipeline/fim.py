@@ -20,7 +20,7 @@ from ase import Atoms
 from pipeline.errors import ConfigError, InputError, check_choice
 from pipeline.executors import worker_resource
 from pipeline.parameters import ParamSpec
-from pipeline.potential import QUANTITIES, PotentialSpec, make_potential
+from pipeline.potential import QUANTITIES, PotentialSpec, make_potential, with_defaults
 from pipeline.transforms import Transform, resolve_transform
 
 METHODS = ("central", "central4", "numdifftools")
@@ -103,7 +103,7 @@ def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
     """``{"fim": (P, P), "jacobian": (rows, P)}`` of one image with ``potential``."""
     check_choice("fim.quantity", task.quantity, QUANTITIES)
     tunable = task.assignments[: task.n_tunable]
-    potential.set(task.assignments)
+    potential.set(with_defaults(potential, task.assignments))
     values = np.array([v for _, _, v in tunable])
     transform = resolve_transform(task.transform, values)
 
@@ -119,13 +119,14 @@ def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
 
 
 def image_fim(task: FimTask) -> dict[str, np.ndarray]:
-    """:func:`fim_of` with this worker's potential (made once per worker)."""
-    return fim_of(worker_resource(make_potential, task.potential), task)
+    """``{"fim": (P, P)}`` of :func:`fim_of`, with this worker's potential (made once
+    per worker); what the store keeps."""
+    return {"fim": fim_of(worker_resource(make_potential, task.potential), task)["fim"]}
 
 
 def resolve(spec: ParamSpec, potential) -> tuple[tuple[str, int, float], ...]:
-    """Every entry of ``spec`` with its value (the model's where not given), tunable
-    entries first, in spec order."""
+    """Every entry of ``spec`` with its value (the model's own, as created, where not
+    given), tunable entries first, in spec order."""
     entries = spec.tunable + tuple(e for e in spec.entries if e.fixed)
-    return tuple((e.name, e.extent, potential.get(e.name, e.extent) if e.value is None else e.value)
+    return tuple((e.name, e.extent, potential.defaults[e.name, e.extent] if e.value is None else e.value)
                  for e in entries)

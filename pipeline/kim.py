@@ -48,6 +48,7 @@ class KIMPotential:
             dtype, extent, name, _ = self.model.get_parameter_metadata(i)
             if str(dtype) == "Double":
                 self.params[name] = (i, extent)
+        self.defaults = {(n, k): self.get(n, k) for n, (_, extent) in self.params.items() for k in range(extent)}
         self.args = self.model.compute_arguments_create()
         self._energy = np.zeros(1)
         self._virial = np.zeros(6)
@@ -85,8 +86,9 @@ class KIMPotential:
     def _prepare(self, atoms: Atoms) -> None:
         """Padding atoms and neighbour list, rebuilt only when needed."""
         influence = self.model.get_influence_distance()
-        key = (atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
-        if key == self._key and influence <= self._built_for:
+        key = (atoms.positions, atoms.cell.array, atoms.pbc, atoms.numbers)
+        if influence <= self._built_for and self._key is not None and all(
+                a.shape == b.shape and np.array_equal(a, b) for a, b in zip(key, self._key)):
             return
         kimpy = self._kimpy
         try:
@@ -117,7 +119,8 @@ class KIMPotential:
             self.args.set_argument_pointer(arg, array)
         self.args.set_callback_pointer(kimpy.compute_callback_name.GetNeighborList,
                                        kimpy.neighlist.get_neigh_kim(), self._neigh)
-        self._key, self._built_for, self._atoms_n = key, influence, n
+        self._key = tuple(np.array(a, copy=True) for a in key)
+        self._built_for, self._atoms_n = influence, n
 
     def compute(self, atoms: Atoms, quantity: str) -> np.ndarray:
         """``energy`` (1,), ``forces`` (3N,) or ``stress`` (6,) of ``atoms``, flattened."""
@@ -137,5 +140,7 @@ class KIMPotential:
             return self._virial / atoms.get_volume()
         n = self._atoms_n
         forces = self._forces[:n].copy()
-        np.add.at(forces, self._image_of, self._forces[n:])
+        if len(self._image_of):  # fold padding atoms' forces back onto their originals
+            for c in range(3):
+                forces[:, c] += np.bincount(self._image_of, weights=self._forces[n:, c], minlength=n)
         return forces.reshape(-1)

@@ -1,8 +1,8 @@
 """Potentials by config name, and what every potential offers.
 
-A potential has ``parameter_extents() -> {name: extent}``, ``get(name, extent)``,
-``set([(name, extent, value), ...])`` and ``compute(atoms, quantity)`` returning the
-quantity flattened: ``energy`` (1,) in eV, ``forces`` (3N,) in eV/Å, ``stress`` (6,)
+A potential has ``parameter_extents() -> {name: extent}``, ``defaults`` (``{(name,
+extent): value}`` as created), ``get(name, extent)``, ``set([(name, extent, value),
+...])`` and ``compute(atoms, quantity)`` returning the quantity flattened: ``energy`` (1,) in eV, ``forces`` (3N,) in eV/Å, ``stress`` (6,)
 in eV/Å³ (Voigt: xx, yy, zz, yz, xz, xy).
 """
 
@@ -54,3 +54,10 @@ POTENTIALS = {"kim": _kim, "ase": _ase}
 def make_potential(spec: PotentialSpec):
     """A new potential for ``spec``; in workers use ``worker_resource(make_potential, spec)``."""
     return POTENTIALS[check_choice("potential.type", spec.type, POTENTIALS)](spec)
+
+
+def with_defaults(potential, assignments) -> list[tuple[str, int, float]]:
+    """Every parameter of ``potential``: ``assignments`` where given, else the value it
+    was created with (so nothing an earlier computation set lingers)."""
+    given = {(n, k): v for n, k, v in assignments}
+    return [(n, k, given.get((n, k), v)) for (n, k), v in potential.defaults.items()]

@@ -188,7 +188,7 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             (self.root / "tmp").mkdir(exist_ok=True)
-            write_bytes(path, data, tmp_dir=self.root / "tmp")
+            write_bytes(path, data, tmp_dir=self.root / "tmp", durable=False)
         except OSError as err:
             raise StoreError(f"store {self.root}: cannot write entry {key}: {err}") from err
 
@@ -199,13 +199,16 @@ class Store:
         fn: Callable[..., Arrays],
         executor: Callable[[], AbstractContextManager[Executor]] | None = None,
         desc: str = "computing",
+        min_parallel_seconds: float = 0.0,
     ) -> Fetched:
         """``fn(payload)`` for every key not yet stored; stored results for the rest.
 
         ``executor`` makes the executor to submit work to (e.g. a partial of
-        :func:`pipeline.executors.open_executor`); it is called only if something is
-        missing. With None, work is done here. Each result is stored as soon as it
-        arrives, so an interrupted run keeps what it finished.
+        :func:`pipeline.executors.open_executor`); with None, work is done here. With
+        ``min_parallel_seconds`` > 0 the first missing item is computed here and
+        timed, and the executor is made only if the rest is expected to take longer
+        than that (starting workers costs about a second). Each result is stored as
+        soon as it arrives, so an interrupted run keeps what it finished.
         """
         if len(keys) != len(payloads):
             raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
@@ -214,22 +217,34 @@ class Store:
         for i, (k, r) in enumerate(zip(keys, results)):
             if r is None:
                 todo.setdefault(k, i)
-        pool = executor() if todo and executor is not None else nullcontext(None)
-        with pool as ex, tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
-            for key, arrays in self._compute(todo, payloads, fn, ex):
+        pending = list(todo.items())
+        with tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
+
+            def keep(key: str, arrays: Arrays) -> None:
                 self.put(key, arrays)
                 results[todo[key]] = _frozen(arrays)
                 bar.update()
+
+            if executor is not None and min_parallel_seconds > 0 and pending:
+                (key, i), pending = pending[0], pending[1:]
+                start = time.perf_counter()
+                keep(key, fn(payloads[i]))
+                if (time.perf_counter() - start) * len(pending) < min_parallel_seconds:
+                    log.info("%s: %d items left, too little work for workers; computing here", desc, len(pending))
+                    executor = None
+            with executor() if pending and executor is not None else nullcontext(None) as ex:
+                for key, arrays in self._compute(pending, payloads, fn, ex):
+                    keep(key, arrays)
         done = {k: results[i] for k, i in todo.items()}
         return Fetched(tuple(r if r is not None else done[k] for k, r in zip(keys, results)), len(todo))
 
     @staticmethod
-    def _compute(todo, payloads, fn, executor) -> Iterator[tuple[str, Arrays]]:
+    def _compute(pending, payloads, fn, executor) -> Iterator[tuple[str, Arrays]]:
         if executor is None:
-            for key, i in todo.items():
+            for key, i in pending:
                 yield key, fn(payloads[i])
             return
-        futures = {executor.submit(fn, payloads[i]): key for key, i in todo.items()}
+        futures = {executor.submit(fn, payloads[i]): key for key, i in pending}
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()

@@ -13,6 +13,7 @@ import numpy as np
 from ase import Atoms
 
 from pipeline.errors import InputError
+from pipeline.executors import worker_resource
 from pipeline.fim import Derivative, FimTask, as_row_weights, image_fim, resolve
 from pipeline.transforms import Transform
 from pipeline.parameters import ParamSpec
@@ -75,10 +76,10 @@ def _digest(mask: np.ndarray | None) -> str | None:
 def training_fims(frames: Sequence[Atoms], hashes: Sequence[str], potential: PotentialSpec, spec: ParamSpec,
                   transform: Transform, derivative: Derivative, kinds: Sequence[str],
                   row_weights: Sequence[np.ndarray | None], store: Store,
-                  executor: Callable | None = None) -> TrainingFims:
+                  executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> TrainingFims:
     """The FIM of every image, through ``store``; only missing images are computed, on
     ``executor`` (see :meth:`Store.get_or_compute`)."""
-    model = make_potential(potential)
+    model = worker_resource(make_potential, potential)  # also serves images computed here
     spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
     assignments = resolve(spec, model)
     common = {"potential": potential.as_dict(), "assignments": [list(a) for a in assignments],
@@ -89,6 +90,6 @@ def training_fims(frames: Sequence[Atoms], hashes: Sequence[str], potential: Pot
         keys.append(entry_key(h, fingerprint("fim_train", {**common, "quantity": kind, "mask": _digest(mask)})))
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, kind, mask, bare))
-    fetched = store.get_or_compute(keys, tasks, image_fim, executor, desc="FIM")
+    fetched = store.get_or_compute(keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)
     fims = np.stack([r["fim"] for r in fetched.results]) if fetched.results else np.zeros((0, 0, 0))
     return TrainingFims(tuple(hashes), tuple(kinds), fims, spec.labels(), fetched.computed)

@@ -33,6 +33,7 @@ class Resolved:
     """A transform fixed for P parameters starting at given values."""
 
     a: np.ndarray  # (P, P)
+    a_inv: np.ndarray
     x0: np.ndarray
     b: np.ndarray
     sign: np.ndarray | None  # log transform: signs of the starting values
@@ -45,7 +46,7 @@ class Resolved:
     def inverse(self, y: np.ndarray) -> np.ndarray:
         if self.sign is not None:
             return self.sign * np.exp(y)
-        return np.linalg.solve(self.a, y - self.b) + self.x0
+        return self.a_inv @ (y - self.b) + self.x0
 
 
 def _vector(name: str, raw: tuple, p: int, default: float) -> np.ndarray:
@@ -60,18 +61,18 @@ def resolve_transform(t: Transform, values: np.ndarray) -> Resolved:
     p = len(values)
     eye, zero = np.eye(p), np.zeros(p)
     if t.type == "identity":
-        return Resolved(eye, zero, zero, None)
+        return Resolved(eye, eye, zero, zero, None)
     if t.type == "log":
         if np.any(values == 0):
             raise ConfigError(f"potential.transform: log needs nonzero parameters, got {values.tolist()}")
-        return Resolved(eye, zero, zero, np.sign(values))
+        return Resolved(eye, eye, zero, zero, np.sign(values))
     if len(t.a) == p * p and p > 1:
         a = np.array(t.a, dtype=float).reshape(p, p)
     else:
         a = np.diag(_vector("a", t.a, p, 1.0))
     if abs(np.linalg.det(a)) == 0:
         raise ConfigError(f"potential.transform.a: expected an invertible matrix, got {a.tolist()}")
-    return Resolved(a, _vector("x0", t.x0, p, 0.0), _vector("b", t.b, p, 0.0), None)
+    return Resolved(a, np.linalg.inv(a), _vector("x0", t.x0, p, 0.0), _vector("b", t.b, p, 0.0), None)
 
 
 def import_information_matching():

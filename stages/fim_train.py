@@ -60,7 +60,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     with timers("fim"):
         result = training_fims(frames, hashes, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
                                derivative_of(f.derivative), kinds, weights, Store(cfg.store.path),
-                               executor_factory(cfg.runtime))
+                               executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
     labels = list(result.labels.values())
     counts = {"images": len(frames), "computed": result.computed, "cached": len(frames) - result.computed,
               "parameters": len(labels)}

@@ -38,6 +38,7 @@ class DaskConfig:
 class RuntimeConfig:
     executor: str = "process"  # serial | process | dask
     workers: int = 0  # 0: one per core
+    min_parallel_seconds: float = 2.0  # start workers only for more estimated work than this
     dask: DaskConfig = field(default_factory=DaskConfig)
     log_level: str = "INFO"
 

@@ -130,7 +130,9 @@ def test_orchestrator_parity_ten_percent_central_differences(sw):
     jac = np.stack([ja, jb], axis=1)
     np.testing.assert_allclose(fim, jac.T @ jac, rtol=1e-10)
     assert sw.get("lambda", 0) == 0.0  # held at the fixed value
-    sw.set([("lambda", 0, 45.5322)])
+    fim_of(sw, task(sw, ["A", "B"], atoms))  # a later spec starts from the model's defaults
+    assert sw.get("lambda", 0) == 45.5322
+    assert sw.compute(atoms, "energy")[0] == make_potential(SW_SPEC).compute(atoms, "energy")[0]
 
 
 def test_stress_equals_strain_derivative_of_energy(sw):

@@ -71,7 +71,8 @@ def test_outputs_match_a_direct_computation_and_are_cached(tmp_path):
 def test_process_pool_equals_serial(tmp_path):
     path, _ = images_file(tmp_path, n=6)
     fim_train.run(config(tmp_path), tmp_path / "serial", path)
-    pooled = config(tmp_path, f"store.path={tmp_path / 'store2'}", "runtime.executor=process", "runtime.workers=2")
+    pooled = config(tmp_path, f"store.path={tmp_path / 'store2'}", "runtime.executor=process", "runtime.workers=2",
+                    "runtime.min_parallel_seconds=0")
     assert fim_train.run(pooled, tmp_path / "pool", path)["counts"]["computed"] == 6
     np.testing.assert_array_equal(np.load(tmp_path / "pool/fims.npz")["fim"], np.load(tmp_path / "serial/fims.npz")["fim"])
 

@@ -1,5 +1,6 @@
 """The DVC pipeline in a copy of this repository: repro, no-op repro, exp run -S."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,28 @@ def test_exp_run_composes_hydra_overrides(committed):
     assert '"test": 20' in (committed / "outputs/hash/metrics.json").read_text()
     queued = sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=1,2", "--queue")
     assert queued.count("Queued experiment") == 2
+
+
+def test_adding_two_images_to_two_hundred_computes_only_those(committed):
+    import ase.io
+    from ase.build import bulk
+
+    def cells(first, n):
+        out = []
+        for seed in range(first, first + n):
+            atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat((2, 2, 2))
+            atoms.rattle(0.05, seed=seed)
+            out.append(atoms)
+        return out
+
+    data = committed / "data/big"
+    data.mkdir()
+    ase.io.write(data / "cells.extxyz", cells(0, 200))
+    sh(committed, "atomsieve", "compose", "dataset.paths=[data/big/cells.extxyz]", "dataset.require=[]",
+       "potential=sw_si_all")
+    sh(committed, "dvc", "repro")
+    summary = lambda: json.loads((committed / "outputs/fim_train/summary.json").read_text())["counts"]  # noqa: E731
+    assert summary() == {"images": 200, "computed": 200, "cached": 0, "parameters": 9}
+    ase.io.write(data / "cells.extxyz", cells(0, 202))
+    sh(committed, "dvc", "repro")
+    assert summary() == {"images": 202, "computed": 2, "cached": 200, "parameters": 9}

@@ -8,7 +8,12 @@ steps ``h_i = max(rel_step |θ_i|, min_step)``:
 
 - ``central``: (q(θ+h) − q(θ−h)) / 2h, 2P evaluations;
 - ``central4``: (−q(θ+2h) + 8q(θ+h) − 8q(θ−h) + q(θ−2h)) / 12h, 4P evaluations;
+- ``forward``: (q(θ+h) − q(θ)) / h, P+1 evaluations;
+- ``forward2``: (−3q(θ) + 4q(θ+h) − q(θ+2h)) / 2h, 2P+1 evaluations;
 - ``numdifftools``: numdifftools.Jacobian with the given options (adaptive, Richardson).
+
+``abs_step`` replaces the relative steps with one absolute step for every parameter
+(Orchestrator's finite differences use 0.1).
 """
 
 import json
@@ -23,7 +28,7 @@ from pipeline.parameters import ParamSpec
 from pipeline.potential import QUANTITIES, PotentialSpec, make_potential, with_defaults
 from pipeline.transforms import Transform, resolve_transform
 
-METHODS = ("central", "central4", "numdifftools")
+METHODS = ("central", "central4", "forward", "forward2", "numdifftools")
 
 
 @dataclass(frozen=True)
@@ -34,18 +39,23 @@ class Derivative:
     rel_step: float
     min_step: float
     numdifftools: str  # options as canonical JSON
+    abs_step: float | None = None  # one absolute step instead of relative ones
 
 
 def steps(theta: np.ndarray, d: Derivative) -> np.ndarray:
     """Per-parameter step sizes, in the transformed space."""
+    if d.abs_step is not None:
+        if not d.abs_step > 0:
+            raise ConfigError(f"derivative.abs_step: expected a positive step, got {d.abs_step}")
+        return np.full(len(theta), float(d.abs_step))
     if not d.rel_step > 0 or not d.min_step > 0:
-        raise ConfigError(f"fim.derivative: expected rel_step > 0 and min_step > 0, got {d.rel_step}, {d.min_step}")
+        raise ConfigError(f"derivative: expected rel_step > 0 and min_step > 0, got {d.rel_step}, {d.min_step}")
     return np.maximum(d.rel_step * np.abs(theta), d.min_step)
 
 
 def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
     """∂f/∂θ at ``theta``, shape (rows, P), by the method of ``d``."""
-    check_choice("fim.derivative.method", d.method, METHODS)
+    check_choice("derivative.method", d.method, METHODS)
     theta = np.asarray(theta, dtype=float)
     if d.method == "numdifftools":
         import numdifftools as nd
@@ -53,14 +63,19 @@ def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
         rows = len(f(theta))
         return np.asarray(nd.Jacobian(f, **json.loads(d.numdifftools))(theta)).reshape(rows, len(theta))
     h = steps(theta, d)
+    base = f(theta) if d.method.startswith("forward") else None
     columns = []
     for i in range(len(theta)):
         e = np.zeros_like(theta)
         e[i] = h[i]
         if d.method == "central":
             columns.append((f(theta + e) - f(theta - e)) / (2 * h[i]))
-        else:
+        elif d.method == "central4":
             columns.append((8 * (f(theta + e) - f(theta - e)) - (f(theta + 2 * e) - f(theta - 2 * e))) / (12 * h[i]))
+        elif d.method == "forward":
+            columns.append((f(theta + e) - base) / h[i])
+        else:
+            columns.append((4 * f(theta + e) - 3 * base - f(theta + 2 * e)) / (2 * h[i]))
     return np.stack(columns, axis=1)
 
 
@@ -99,20 +114,31 @@ class FimTask:
     atoms: Atoms
 
 
+def parameter_jacobian(potential, assignments, n_tunable: int, transform: Transform, derivative: Derivative,
+                       evaluate) -> np.ndarray:
+    """∂ evaluate() / ∂θ, θ the first ``n_tunable`` of ``assignments`` in the
+    transformed space; every other parameter as ``assignments`` or the model's default.
+    The model is left with the assignments set."""
+    tunable = assignments[:n_tunable]
+    potential.set(with_defaults(potential, assignments))
+    values = np.array([v for _, _, v in tunable])
+    resolved = resolve_transform(transform, values)
+
+    def f(theta):
+        potential.set((n, k, v) for (n, k, _), v in zip(tunable, resolved.inverse(theta)))
+        return evaluate()
+
+    try:
+        return jacobian(f, resolved.forward(values), derivative)
+    finally:
+        potential.set(tunable)
+
+
 def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
     """``{"fim": (P, P), "jacobian": (rows, P)}`` of one image with ``potential``."""
     check_choice("fim.quantity", task.quantity, QUANTITIES)
-    tunable = task.assignments[: task.n_tunable]
-    potential.set(with_defaults(potential, task.assignments))
-    values = np.array([v for _, _, v in tunable])
-    transform = resolve_transform(task.transform, values)
-
-    def quantity(theta):
-        potential.set((n, k, v) for (n, k, _), v in zip(tunable, transform.inverse(theta)))
-        return potential.compute(task.atoms, task.quantity)
-
-    jac = jacobian(quantity, transform.forward(values), task.derivative)
-    potential.set(tunable)  # leave the model as the spec has it
+    jac = parameter_jacobian(potential, task.assignments, task.n_tunable, task.transform, task.derivative,
+                             lambda: potential.compute(task.atoms, task.quantity))
     if task.mask is not None:
         jac = task.mask[:, None] * jac
     return {"fim": jac.T @ jac, "jacobian": jac}

@@ -24,3 +24,21 @@ def eigenvalue_spectra(fims: np.ndarray, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def weights(values: np.ndarray, path: Path, title: str) -> None:
+    """Bar chart of the selected images' weights (log scale), in image order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    ax.bar(np.arange(len(values)), values, color="C1")
+    ax.set_yscale("log")
+    ax.set_xlabel("selected image (order of weights.json)")
+    ax.set_ylabel("weight")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

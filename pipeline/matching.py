@@ -1,0 +1,106 @@
+"""Information matching: which candidate configurations, with what weight.
+
+Minimise Σ wᵢ subject to Σ wᵢ Fᵢ − F_target ⪰ 0 and w ≥ 0 (optionally w ≤ an upper
+bound), with information-matching's ConvexOpt through cvxpy. The FIMs are
+preconditioned first (``max_frobenius`` scales all by one factor and leaves the answer
+unchanged; ``frobenius`` scales each candidate by its own norm and changes it), and
+the weights are returned unscaled. Weights below ``weight_tol`` times the largest are
+dropped, and the result is verified: the smallest eigenvalue of Σ wᵢ Fᵢ − F_target
+over the kept weights, relative to ‖F_target‖ (Frobenius), is reported.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import AtomsieveError, ConfigError, InputError, check_choice
+from pipeline.transforms import import_information_matching
+
+log = logging.getLogger(__name__)
+
+SOLVERS = ("CLARABEL", "SCS", "SDPA")
+# SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give
+SOLVER_OPTIONS = {"CLARABEL": {}, "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 500_000}, "SDPA": {}}
+PRECONDITIONS = ("max_frobenius", "frobenius", "none")
+ACCEPTED = ("optimal", "optimal_inaccurate")
+
+
+class MatchingError(AtomsieveError):
+    """The convex problem has no solution, or the solver failed."""
+
+
+@dataclass(frozen=True)
+class Match:
+    weights: np.ndarray  # (n,) every candidate's weight, unscaled, below-tolerance ones zeroed
+    selected: tuple[int, ...]  # indices of nonzero weights, sorted
+    status: str  # the solver's status: optimal or optimal_inaccurate
+    solver: str
+    min_eigenvalue: float  # λ_min(Σ w F − F_target) / ‖F_target‖ over the kept weights
+    seconds: float
+
+
+def check_fims(candidates: np.ndarray, target: np.ndarray) -> None:
+    p = target.shape[0]
+    if target.ndim != 2 or target.shape != (p, p):
+        raise InputError(f"target FIM: expected a square matrix, got shape {target.shape}")
+    if candidates.ndim != 3 or candidates.shape[1:] != (p, p) or len(candidates) == 0:
+        raise InputError(f"candidate FIMs: expected shape (n, {p}, {p}) with n > 0, got {candidates.shape}")
+    if not np.all(np.isfinite(candidates)) or not np.all(np.isfinite(target)):
+        raise InputError("FIMs: expected finite values")
+
+
+def match(candidates: np.ndarray, target: np.ndarray, precondition: str = "max_frobenius",
+          solver: str = "CLARABEL", weight_tol: float = 1e-6,
+          weight_upper_bound: float | None = None) -> Match:
+    """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P)."""
+    check_choice("matching.precondition", precondition, PRECONDITIONS)
+    check_choice("matching.solver", solver, SOLVERS)
+    check_fims(candidates, target)
+    if not 0 <= weight_tol < 1:
+        raise ConfigError(f"matching.weight_tol: expected a value in [0, 1), got {weight_tol}")
+    import_information_matching()
+    import cvxpy as cp
+    from information_matching.convex_optimization import ConvexOpt
+    from information_matching.precondition import preconditioner
+
+    norms = np.linalg.norm(candidates, axis=(1, 2))
+    if not np.linalg.norm(target):
+        raise InputError("target FIM: every entry is zero; there is nothing to match")
+    if not norms.any():
+        raise MatchingError("infeasible: every candidate FIM is zero, so no weights can match the target")
+    if precondition == "frobenius" and not norms.all():
+        raise MatchingError(f"matching.precondition=frobenius: candidate FIMs {np.flatnonzero(norms == 0).tolist()} "
+                            "are zero and cannot be scaled by their norm; use max_frobenius")
+    configs = {i: f for i, f in enumerate(candidates)}
+    target_in = target
+    if precondition != "none":
+        target_in, configs = preconditioner(target, precondition), preconditioner(configs, precondition)
+    start = time.perf_counter()
+    try:
+        opt = ConvexOpt(target_in, configs, weight_upper_bound=weight_upper_bound)
+        opt.solve(solver=getattr(cp, solver), **SOLVER_OPTIONS[solver])
+    except (cp.error.SolverError, ValueError, ZeroDivisionError) as err:
+        raise MatchingError(
+            f"matching.solver={solver}: {type(err).__name__}: {err} Badly scaled FIMs are the usual cause: "
+            f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}), or "
+            "potential.transform.type=log to put parameters of different sizes on one scale") from err
+    except AttributeError:  # ConvexOpt.solve reads the weights a failed solve left as None
+        pass
+    seconds = time.perf_counter() - start
+    status = opt.problem.status
+    if status not in ACCEPTED or opt.result is None or opt.result["wm"] is None:
+        raise MatchingError(
+            f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
+            "(do their FIMs together cover every direction the target needs?)")
+    weights = np.clip(opt.result["wm"] * opt.scale_conf / opt.scale_qoi, 0.0, None)
+    weights[weights < weight_tol * weights.max()] = 0.0
+    selected = tuple(int(i) for i in np.flatnonzero(weights))
+    if not selected:
+        raise MatchingError(f"matching.solver={solver}: no weight above zero; the target FIM may be zero")
+    gap = np.einsum("i,ijk->jk", weights, candidates) - target
+    min_eig = float(np.linalg.eigvalsh((gap + gap.T) / 2).min() / np.linalg.norm(target))
+    if status != "optimal":
+        log.warning("matching: solver %s status %s; min eigenvalue %.3g", solver, status, min_eig)
+    return Match(weights, selected, status, solver, min_eig, seconds)

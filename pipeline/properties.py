@@ -1,0 +1,125 @@
+"""Target properties of cubic crystals, computed with a potential in this process.
+
+- ``lattice_constant``: the zero-pressure lattice constant a0 (Å), a root of the
+  pressure found with Brent's method; a loose energy minimisation would not do, since
+  its error shifts with every parameter perturbation.
+- ``cohesive_energy``: energy per atom at a0 (eV/atom), relative to free atoms.
+- ``elastic_constants``: C11, C12, C44 (or all 21 of the 6×6 Voigt tensor) in GPa at
+  a0, with internal coordinates relaxed. The unrelaxed tensor C⁰ comes from central
+  differences of the stress in strain; the relaxation is the exact linear response
+  C = C⁰ − Λᵀ K⁺ Λ / V, with K the force-constant matrix (central differences of the
+  forces in displacement) and Λ = ∂F/∂ε the forces a strain induces.
+
+Each property function takes a potential and its arguments and returns a vector.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.units import GPa
+from scipy.optimize import brentq
+
+from pipeline.errors import ConfigError, InputError, check_choice
+
+LATTICES = ("diamond", "fcc", "bcc")
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+STRAIN_STEP = 1e-4  # strain of the central differences
+DISPLACEMENT_STEP = 1e-4  # Å, displacement of the force-constant differences
+
+
+@dataclass(frozen=True)
+class Crystal:
+    lattice: str
+    species: str
+    a_guess: float  # Å, a starting point for the lattice-constant search
+
+
+def crystal(lattice: str, species: str, a_guess: float | None) -> Crystal:
+    check_choice("target.properties.*.lattice", lattice, LATTICES)
+    if a_guess is None:
+        from ase.data import atomic_numbers, reference_states
+
+        ref = reference_states[atomic_numbers.get(species, 0)] or {}
+        if "a" not in ref:
+            raise ConfigError(f"target.properties.*.a_guess: needed for {species!r} (no ASE reference lattice)")
+        a_guess = ref["a"]
+    return Crystal(lattice, species, float(a_guess))
+
+
+def cell(c: Crystal, a: float) -> Atoms:
+    return bulk(c.species, c.lattice, a=a, cubic=True)
+
+
+def pressure(potential, c: Crystal, a: float) -> float:
+    """Pressure (eV/Å³) of the perfect cubic cell of lattice constant ``a``."""
+    return -float(np.mean(potential.compute(cell(c, a), "stress")[:3]))
+
+
+def zero_pressure_a(potential, c: Crystal) -> float:
+    """The lattice constant (Å) at which the pressure vanishes."""
+    lo, hi = 0.97 * c.a_guess, 1.03 * c.a_guess
+    p_lo, p_hi = pressure(potential, c, lo), pressure(potential, c, hi)
+    for _ in range(20):  # widen until the pressure changes sign
+        if p_lo > 0 > p_hi:
+            return brentq(lambda a: pressure(potential, c, a), lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps)
+        lo, hi = lo * 0.97, hi * 1.03
+        p_lo, p_hi = pressure(potential, c, lo), pressure(potential, c, hi)
+    raise InputError(f"{c.species} {c.lattice}: no zero-pressure lattice constant near {c.a_guess} Å")
+
+
+def strained(atoms: Atoms, j: int, e: float) -> Atoms:
+    """``atoms`` under Voigt strain component ``j`` of size ``e`` (engineering shear)."""
+    eps = np.zeros((3, 3))
+    a, b = VOIGT[j]
+    eps[a, b] += e if a == b else e / 2
+    eps[b, a] += 0 if a == b else e / 2
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    return out
+
+
+def relaxed_elastic_tensor(potential, atoms: Atoms) -> np.ndarray:
+    """6×6 Voigt tensor (eV/Å³) of an equilibrium cell, internal coordinates relaxed."""
+    h, d = STRAIN_STEP, DISPLACEMENT_STEP
+    c0 = np.empty((6, 6))
+    lam = np.empty((3 * len(atoms), 6))
+    for j in range(6):
+        plus, minus = strained(atoms, j, h), strained(atoms, j, -h)
+        c0[:, j] = (potential.compute(plus, "stress") - potential.compute(minus, "stress")) / (2 * h)
+        lam[:, j] = (potential.compute(plus, "forces") - potential.compute(minus, "forces")) / (2 * h)
+    k = np.empty((3 * len(atoms), 3 * len(atoms)))
+    for m in range(3 * len(atoms)):
+        moved = [atoms.copy(), atoms.copy()]
+        moved[0].positions.flat[m] += d
+        moved[1].positions.flat[m] -= d
+        k[:, m] = -(potential.compute(moved[0], "forces") - potential.compute(moved[1], "forces")) / (2 * d)
+    k = (k + k.T) / 2
+    relaxed = c0 - lam.T @ np.linalg.pinv(k, rcond=1e-10, hermitian=True) @ lam / atoms.get_volume()
+    return (relaxed + relaxed.T) / 2
+
+
+def lattice_constant(potential, c: Crystal) -> np.ndarray:
+    return np.array([zero_pressure_a(potential, c)])
+
+
+def cohesive_energy(potential, c: Crystal) -> np.ndarray:
+    atoms = cell(c, zero_pressure_a(potential, c))
+    return potential.compute(atoms, "energy") / len(atoms)
+
+
+def elastic_constants(potential, c: Crystal, full: bool = False) -> np.ndarray:
+    """[C11, C12, C44] in GPa, or with ``full`` the upper triangle of the 6×6 tensor
+    (21 values, row by row)."""
+    tensor = relaxed_elastic_tensor(potential, cell(c, zero_pressure_a(potential, c))) / GPa
+    if full:
+        return tensor[np.triu_indices(6)]
+    return np.array([tensor[0, 0], tensor[0, 1], tensor[3, 3]])
+
+
+def names(kind: str, full: bool = False) -> list[str]:
+    """Names of the values a property returns, in order."""
+    if kind == "elastic_constants":
+        return [f"C{i + 1}{j + 1}" for i, j in zip(*np.triu_indices(6))] if full else ["C11", "C12", "C44"]
+    return {"lattice_constant": ["a0"], "cohesive_energy": ["E_coh"]}[kind]

@@ -1,0 +1,142 @@
+"""FIM of target properties (Orchestrator's FIMPropertyScore, computed in-process).
+
+For properties k with values y_k(θ) and covariances C_k, FIM = Σ_k J_kᵀ pinv(C_k) J_k
+with J_k = ∂y_k/∂θ by finite differences in the transformed parameter space, using
+the same potential and parameter spec as the training FIMs. Parameters are set on one
+model, never compiled; the lattice constant is found again at every perturbation.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import properties
+from pipeline.errors import ConfigError
+from pipeline.executors import worker_resource
+from pipeline.fim import Derivative, parameter_jacobian, resolve
+from pipeline.parameters import ParamSpec
+from pipeline.potential import PotentialSpec, make_potential
+from pipeline.transforms import Transform
+
+COVARIANCES = ("relative", "diagonal", "matrix")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target property: its config name, kind, crystal and covariance spec."""
+
+    name: str
+    kind: str
+    crystal: properties.Crystal
+    full: bool
+    covariance: tuple  # (how, value): ("relative", 0.1), ("diagonal", [...]), ("matrix", [[...]])
+
+    def evaluate(self, potential) -> np.ndarray:
+        if self.kind == "elastic_constants":
+            return properties.elastic_constants(potential, self.crystal, self.full)
+        return PROPERTIES[self.kind](potential, self.crystal)
+
+    def labels(self) -> list[str]:
+        return [f"{self.name}.{v}" for v in properties.names(self.kind, self.full)]
+
+
+PROPERTIES = {
+    "elastic_constants": properties.elastic_constants,
+    "lattice_constant": properties.lattice_constant,
+    "cohesive_energy": properties.cohesive_energy,
+}
+
+
+@dataclass(frozen=True)
+class PropertyFim:
+    fim: np.ndarray  # (P, P)
+    jacobian: np.ndarray  # (m, P), every target's values stacked
+    values: np.ndarray  # (m,)
+    value_labels: tuple[str, ...]
+    covariances: tuple[np.ndarray, ...]
+    labels: dict[int, dict]
+
+
+def covariance(target: Target, values: np.ndarray) -> np.ndarray:
+    """The (m, m) covariance of ``target``'s values; symmetric positive semi-definite."""
+    how, given = target.covariance
+    where = f"target.properties.{target.name}.covariance"
+    check = check_how(where, how)
+    m = len(values)
+    if check == "relative":
+        if np.any(values == 0):
+            raise ConfigError(f"{where}: a relative sigma needs nonzero values, got {values.tolist()}")
+        cov = np.diag((float(given) * values) ** 2)
+    elif check == "diagonal":
+        cov = np.diag(np.asarray(given, dtype=float))
+    else:
+        cov = np.asarray(given, dtype=float)
+    if cov.shape != (m, m):
+        raise ConfigError(f"{where}: expected a {m}x{m} covariance ({target.labels()}), got shape {cov.shape}")
+    if not np.allclose(cov, cov.T, rtol=1e-10, atol=0):
+        raise ConfigError(f"{where}: expected a symmetric matrix")
+    eig = np.linalg.eigvalsh(cov)
+    if eig.min() < -1e-10 * max(abs(eig.max()), 1e-300) or eig.max() <= 0:
+        raise ConfigError(f"{where}: expected a positive semi-definite matrix, got eigenvalues {eig.tolist()}")
+    return cov
+
+
+def check_how(where: str, how: str) -> str:
+    if how not in COVARIANCES:
+        raise ConfigError(f"{where}: expected one of {list(COVARIANCES)}, got {how!r}")
+    return how
+
+
+def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
+    """Targets from ``target.properties``: ``{name: {type, lattice, species, a_guess,
+    full, covariance: {relative | diagonal | matrix: value}}}``."""
+    if not raw:
+        raise ConfigError("target.properties: expected at least one property, got none")
+    out = []
+    for name, entry in raw.items():
+        where = f"target.properties.{name}"
+        entry = dict(entry)
+        kind = entry.pop("type", None)
+        if kind not in PROPERTIES:
+            raise ConfigError(f"{where}.type: expected one of {sorted(PROPERTIES)}, got {kind!r}")
+        cov = dict(entry.pop("covariance", {"relative": 0.1}))
+        if len(cov) != 1:
+            raise ConfigError(f"{where}.covariance: expected exactly one of {list(COVARIANCES)}, got {sorted(cov)}")
+        (how, value), = cov.items()
+        check_how(f"{where}.covariance", how)
+        full = bool(entry.pop("full", False))
+        try:
+            c = properties.crystal(entry.pop("lattice"), entry.pop("species"), entry.pop("a_guess", None))
+        except KeyError as err:
+            raise ConfigError(f"{where}: missing {err.args[0]!r}") from None
+        if entry:
+            raise ConfigError(f"{where}: unknown keys {sorted(entry)}; expected type, lattice, species, "
+                              "a_guess, full, covariance")
+        out.append(Target(str(name), kind, c, full, (how, value)))
+    return out
+
+
+def property_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform, derivative: Derivative,
+                 targets: Sequence[Target]) -> PropertyFim:
+    """The FIM of ``targets`` with respect to the tunable parameters of ``spec``."""
+    model = worker_resource(make_potential, potential)
+    spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
+    assignments = resolve(spec, model)
+    n = len(spec.tunable)
+
+    def evaluate():
+        return np.concatenate([t.evaluate(model) for t in targets])
+
+    jac = parameter_jacobian(model, assignments, n, transform, derivative, evaluate)
+    values = evaluate()  # at the spec's values (parameter_jacobian leaves them set)
+    covs, fim, row = [], np.zeros((n, n)), 0
+    for t in targets:
+        m = len(t.labels())
+        cov = covariance(t, values[row:row + m])
+        j = jac[row:row + m]
+        fim += j.T @ np.linalg.pinv(cov, hermitian=True) @ j
+        covs.append(cov)
+        row += m
+    labels = tuple(lab for t in targets for lab in t.labels())
+    return PropertyFim((fim + fim.T) / 2, jac, values, labels, tuple(covs), spec.labels())

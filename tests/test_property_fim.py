@@ -1,0 +1,114 @@
+"""Target-property FIMs: converged, re-relaxed at every perturbation, Orchestrator parity."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from conftest import kim_model_or_skip
+from scipy.optimize import brentq
+
+from pipeline.errors import ConfigError
+from pipeline.parameters import parse
+from pipeline.property_fim import covariance, parse_targets, property_fim
+from stages.fim_property import derivative_of
+from stages.schema import TargetDerivativeConfig
+from test_fim import SW, SW_SPEC, Transform
+
+ELASTIC = {"elastic": {"type": "elastic_constants", "lattice": "diamond", "species": "Si", "a_guess": 5.43,
+                       "covariance": {"diagonal": [1.0, 1.0, 1.0]}}}
+AB = parse({"A": [["default"]], "B": [["default"]]})
+
+
+def D(**kw):  # noqa: N802 - the schema's defaults
+    return derivative_of(TargetDerivativeConfig(**kw))
+
+
+@pytest.fixture(autouse=True)
+def sw():
+    kim_model_or_skip(SW)
+
+
+def fim(targets=ELASTIC, spec=AB, **derivative):
+    return property_fim(SW_SPEC, spec, Transform(), D(**derivative), parse_targets(targets))
+
+
+def test_elastic_fim_is_converged_in_its_step():
+    coarse, fine = fim(rel_step=1e-4).fim, fim(rel_step=1e-5).fim
+    assert np.abs(coarse - fine).max() / np.abs(fine).max() < 1e-4
+    assert np.allclose(coarse, coarse.T) and np.linalg.eigvalsh(coarse).min() > 0
+
+
+def c11_at(b, a=None):
+    """C11 (GPa) of SW Si with parameter B = b, at the zero-pressure lattice constant
+    unless ``a`` is given: ASE's KIM calculator, Brent's method, central differences."""
+    from ase.calculators.kim import KIM
+    from ase.units import GPa
+
+    calc = KIM(SW)
+    calc.set_parameters(B=[[0], [b]])
+
+    def stress(a, e=0.0):
+        atoms = bulk("Si", "diamond", a=a, cubic=True)
+        atoms.set_cell(atoms.cell.array @ np.diag([1 + e, 1, 1]), scale_atoms=True)
+        atoms.calc = calc
+        return atoms.get_stress()
+
+    if a is None:
+        a = brentq(lambda x: -stress(x)[:3].mean(), 5.2, 5.7, xtol=1e-13)
+    return (stress(a, 1e-4)[0] - stress(a, -1e-4)[0]) / 2e-4 / GPa, a
+
+
+def test_lattice_constant_is_re_relaxed_at_every_perturbation():
+    b0, h = 0.6022245584, 0.6022245584 * 1e-4
+    (plus, a_plus), (minus, a_minus) = c11_at(b0 + h), c11_at(b0 - h)
+    assert abs(a_plus - a_minus) / (2 * h) > 0.1  # da0/dB is far from zero
+    relaxed = (plus - minus) / (2 * h)
+    a0 = c11_at(b0)[1]
+    frozen = (c11_at(b0 + h, a0)[0] - c11_at(b0 - h, a0)[0]) / (2 * h)
+    ours = fim().jacobian[0, 1]  # dC11/dB
+    assert ours == pytest.approx(relaxed, rel=1e-5)
+    assert abs(frozen - relaxed) > 0.01 * abs(relaxed)  # a frozen lattice would be wrong
+    lattice = fim({"a": {"type": "lattice_constant", "lattice": "diamond", "species": "Si",
+                         "covariance": {"diagonal": [1.0]}}})
+    assert lattice.jacobian[0, 1] == pytest.approx((a_plus - a_minus) / (2 * h), rel=1e-5)
+
+
+def test_fim_is_the_sum_over_properties_of_jt_cinv_j():
+    both = {**ELASTIC, "e": {"type": "cohesive_energy", "lattice": "diamond", "species": "Si",
+                             "covariance": {"relative": 0.01}}}
+    out = fim(both)
+    j = out.jacobian
+    c_e = (0.01 * out.values[3]) ** 2
+    expected = j[:3].T @ j[:3] + np.outer(j[3], j[3]) / c_e
+    np.testing.assert_allclose(out.fim, expected, rtol=1e-10)
+    assert out.value_labels == ("elastic.C11", "elastic.C12", "elastic.C44", "e.E_coh")
+
+
+def test_orchestrator_forward_differences_with_absolute_step():
+    from pipeline.potential import make_potential
+    from pipeline.properties import crystal, elastic_constants
+
+    out = fim(method="FD", abs_step=0.1)
+    pot = make_potential(SW_SPEC)
+    si = crystal("diamond", "Si", 5.43)
+    base = elastic_constants(pot, si)
+    for col, name in enumerate(["A", "B"]):
+        value = pot.defaults[name, 0]
+        pot.set([(name, 0, value + 0.1)])
+        np.testing.assert_allclose(out.jacobian[:, col], (elastic_constants(pot, si) - base) / 0.1, rtol=1e-9)
+        pot.set([(name, 0, value)])
+
+
+@pytest.mark.parametrize("targets,match", [
+    ({"x": {"type": "bulk_modulus", "lattice": "diamond", "species": "Si"}},
+     r"target.properties.x.type: expected one of \['cohesive_energy', 'elastic_constants', 'lattice_constant'\]"),
+    ({"x": {**ELASTIC["elastic"], "covariance": {"diagonal": [1.0, 1.0]}}}, r"expected a 3x3 covariance .* got shape \(2, 2\)"),
+    ({"x": {**ELASTIC["elastic"], "covariance": {"matrix": [[1, 2, 0], [2, 1, 0], [0, 0, 1]]}}}, "positive semi-definite"),
+    ({"x": {**ELASTIC["elastic"], "covariance": {"matrix": [[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]}}}, "symmetric"),
+    ({"x": {**ELASTIC["elastic"], "covariance": {"sigma": 0.1}}}, r"expected one of \['relative', 'diagonal', 'matrix'\]"),
+    ({"x": {**ELASTIC["elastic"], "colour": "red"}}, r"unknown keys \['colour'\]"),
+    ({"x": {"type": "lattice_constant", "species": "Si"}}, "missing 'lattice'"),
+    ({}, "at least one property"),
+], ids=["type", "shape", "not-psd", "asymmetric", "how", "key", "missing", "none"])
+def test_bad_targets(targets, match):
+    with pytest.raises(ConfigError, match=match):
+        fim(targets)

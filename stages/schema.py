@@ -15,6 +15,7 @@ from pipeline.dataset import LABELS, ON_CONFLICT
 from pipeline.errors import check_choice
 from pipeline.executors import EXECUTORS
 from pipeline.fim import METHODS
+from pipeline.matching import PRECONDITIONS, SOLVERS
 from pipeline.transforms import TRANSFORMS
 from pipeline.potential import POTENTIALS, QUANTITIES
 
@@ -86,10 +87,36 @@ class FimConfig:
 
 
 @dataclass(frozen=True)
+class TargetDerivativeConfig:
+    method: str = "CD"  # FD | FD2 | CD | CD4 (forward, second-order forward, central, fourth-order)
+    rel_step: float = 1e-4  # step = max(rel_step * |theta|, min_step), transformed space
+    min_step: float = 1e-6
+    abs_step: float | None = None  # one absolute step instead (Orchestrator: FD with 0.1)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    # {name: {type, lattice, species, a_guess, full, covariance: {relative|diagonal|matrix: ...}}}
+    properties: dict[str, Any] = field(default_factory=dict)
+    derivative: TargetDerivativeConfig = field(default_factory=TargetDerivativeConfig)
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    candidates: str = "train"  # train | all: which images may be selected
+    precondition: str = "max_frobenius"  # max_frobenius | frobenius | none
+    solver: str = "CLARABEL"  # CLARABEL | SCS | SDPA
+    weight_tol: float = 1e-6  # weights below this times the largest are dropped
+    weight_upper_bound: float | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     potential: PotentialConfig = field(default_factory=PotentialConfig)
     fim: FimConfig = field(default_factory=FimConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
@@ -100,10 +127,14 @@ CHOICES = {  # option -> allowed values, checked whenever a config is loaded
     ("runtime", "log_level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
     ("potential", "type"): tuple(POTENTIALS),
     ("fim", "quantity"): QUANTITIES,
+    ("matching", "candidates"): ("train", "all"),
+    ("matching", "precondition"): PRECONDITIONS,
+    ("matching", "solver"): SOLVERS,
 }
+TARGET_METHODS = {"FD": "forward", "FD2": "forward2", "CD": "central", "CD4": "central4"}
 
-GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig,
-          "runtime": RuntimeConfig, "store": StoreConfig}
+GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
+          "matching": MatchingConfig, "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:
@@ -142,4 +173,5 @@ def validate(cfg: Config) -> Config:
         check_choice("dataset.require", label, LABELS)
     check_choice("potential.transform.type", cfg.potential.transform.type, TRANSFORMS)
     check_choice("fim.derivative.method", cfg.fim.derivative.method, METHODS)
+    check_choice("target.derivative.method", cfg.target.derivative.method, TARGET_METHODS)
     return cfg

@@ -68,9 +68,22 @@ def test_adding_two_images_to_two_hundred_computes_only_those(committed):
     ase.io.write(data / "cells.extxyz", cells(0, 200))
     sh(committed, "atomsieve", "compose", "dataset.paths=[data/big/cells.extxyz]", "dataset.require=[]",
        "potential=sw_si_all")
-    sh(committed, "dvc", "repro")
+    sh(committed, "dvc", "repro", "fim_train")
     summary = lambda: json.loads((committed / "outputs/fim_train/summary.json").read_text())["counts"]  # noqa: E731
     assert summary() == {"images": 200, "computed": 200, "cached": 0, "parameters": 9}
     ase.io.write(data / "cells.extxyz", cells(0, 202))
-    sh(committed, "dvc", "repro")
+    sh(committed, "dvc", "repro", "fim_train")
     assert summary() == {"images": 202, "computed": 2, "cached": 200, "parameters": 9}
+
+
+def test_changing_the_solver_reruns_only_match(committed):
+    import time
+
+    start = time.perf_counter()
+    first = sh(committed, "dvc", "repro")
+    assert all(f"Running stage '{s}'" in first for s in ("hash", "fim_train", "fim_property", "match"))
+    assert time.perf_counter() - start < 120  # the end-to-end example, venv in place
+    sh(committed, "atomsieve", "compose", "matching=scs")
+    again = sh(committed, "dvc", "repro")
+    assert "Running stage 'match'" in again and again.count("Running stage") == 1
+    assert '"solver": "SCS"' in (committed / "outputs/match/metrics.json").read_text()

@@ -1,0 +1,51 @@
+"""Stage ``fim_property``: the FIM of the target properties (FIMPropertyScore).
+
+Outputs in ``--out`` (outputs/fim_property), all or none: fim_property.json
+(``fim_property_score`` P×P, ``jacobian``, property ``values``, parameter ``labels``,
+``covariances``) and summary.json.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline import parameters
+from pipeline.atomic import staged
+from pipeline.property_fim import parse_targets, property_fim
+from pipeline.timing import Timers
+from stages.common import as_dict, json_bytes, stage_main, summary
+from stages.fim_train import potential_of, transform_of
+from stages.schema import TARGET_METHODS, Config, TargetDerivativeConfig
+
+OUTPUTS = ("fim_property.json", "summary.json")
+
+
+def derivative_of(d: TargetDerivativeConfig):
+    from pipeline.fim import Derivative
+
+    return Derivative(TARGET_METHODS[d.method], d.rel_step, d.min_step, "{}", d.abs_step)
+
+
+def run(cfg: Config, out: Path) -> dict:
+    timers = Timers()
+    targets = parse_targets(cfg.target.properties)
+    with timers("fim_property"):
+        result = property_fim(potential_of(cfg.potential), parameters.parse(cfg.potential.parameters_optimize),
+                              transform_of(cfg.potential.transform), derivative_of(cfg.target.derivative), targets)
+    data = {"fim_property_score": result.fim.tolist(), "jacobian": result.jacobian.tolist(),
+            "values": dict(zip(result.value_labels, result.values.tolist())), "labels": result.labels,
+            "covariances": {t.name: c.tolist() for t, c in zip(targets, result.covariances)}}
+    counts = {"properties": len(targets), "values": len(result.values), "parameters": len(result.labels)}
+    params = {"potential": as_dict(cfg.potential), "target": as_dict(cfg.target)}
+    with staged([out / name for name in OUTPUTS]) as (t_json, t_summary):
+        t_json.write_bytes(json_bytes(data))
+        result_summary = {**summary("fim_property", params, counts, timers.as_dict()), "values": data["values"]}
+        t_summary.write_bytes(json_bytes(result_summary))
+    return result_summary
+
+
+def main() -> None:
+    stage_main("fim_property", run, "outputs/fim_property")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Stage ``match``: information matching of the target FIM by the training FIMs.
+
+Inputs ``--fims`` (outputs/fim_train/fims.extxyz) and ``--target``
+(outputs/fim_property/fim_property.json). Outputs in ``--out`` (outputs/match), all
+or none: weights.json (image_hash → weight, selected images in image order),
+selected.extxyz (info ``fim_matching_weight_score``), metrics.json, weights.png and
+summary.json.
+"""
+
+import json
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from pipeline import plots
+from pipeline.atomic import staged
+from pipeline.errors import InputError
+from pipeline.matching import match
+from pipeline.timing import Timers
+from stages.common import as_dict, json_bytes, read_images, stage_main, summary
+from stages.schema import Config
+
+OUTPUTS = ("weights.json", "selected.extxyz", "metrics.json", "weights.png", "summary.json")
+
+
+def read_target(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: no such file (run the fim_property stage first)") from err
+    except ValueError as err:
+        raise InputError(f"{path}: not JSON: {err}") from err
+
+
+def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
+    m, timers = cfg.matching, Timers()
+    frames = [a for a in read_images(fims) if m.candidates == "all" or a.info.get("split", "train") == "train"]
+    if not frames:
+        raise InputError(f"{fims}: no candidate images (matching.candidates={m.candidates})")
+    goal = read_target(target)
+    f_target = np.array(goal["fim_property_score"], dtype=float)
+    candidates = np.stack([candidate_fim(fims, a, f_target.shape) for a in frames])
+    with timers("match"):
+        result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound)
+    chosen = [frames[i] for i in result.selected]
+    weights = {a.info["image_hash"]: float(result.weights[i]) for a, i in zip(chosen, result.selected)}
+    metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
+               "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status,
+               "seconds": round(result.seconds, 3)}
+    with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_metrics, t_png, t_summary):
+        t_w.write_bytes(json_bytes(weights))
+        for atoms, w in zip(chosen, weights.values()):
+            atoms.info["fim_matching_weight_score"] = w
+        ase.io.write(t_xyz, chosen, format="extxyz")
+        t_metrics.write_bytes(json_bytes(metrics))
+        plots.weights(np.array(list(weights.values())), t_png, f"{len(chosen)} of {len(frames)} selected ({m.solver})")
+        result_summary = summary("match", as_dict(m), metrics, timers.as_dict())
+        t_summary.write_bytes(json_bytes(result_summary))
+    return result_summary
+
+
+def candidate_fim(path: Path, atoms, shape: tuple) -> np.ndarray:
+    fim = np.asarray(atoms.info.get("fim_training_set_score", []), dtype=float)
+    if fim.size != np.prod(shape):
+        raise InputError(f"{path}: image {atoms.info['image_hash']}: expected fim_training_set_score of the target's "
+                         f"shape {shape}, got {fim.shape}; were both made with the same potential.parameters_optimize?")
+    return fim.reshape(shape)
+
+
+def main() -> None:
+    stage_main("match", run, "outputs/match", fims="outputs/fim_train/fims.extxyz",
+               target="outputs/fim_property/fim_property.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Stages fim_property and match on the example, and their bad input."""
+
+import json
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+from conftest import ROOT, kim_model_or_skip
+from omegaconf import OmegaConf
+
+from stages import fim_property, fim_train, hash as hash_stage, match
+from stages.common import load_config
+from test_fim import SW
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """hash, fim_train and fim_property of the bundled example, in a temporary folder."""
+    kim_model_or_skip(SW)
+    tmp = tmp_path_factory.mktemp("example")
+    cfg = load_config(ROOT / "params.yaml", [f"store.path={tmp / 'store'}", "runtime.executor=serial",
+                                             f"dataset.root={ROOT / 'data'}",
+                                             f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]"])
+    hash_stage.run(cfg, tmp / "hash")
+    fim_train.run(cfg, tmp / "fim_train", tmp / "hash/images.extxyz")
+    fim_property.run(cfg, tmp / "fim_property")
+    return cfg, tmp
+
+
+def test_fim_property_output(example):
+    cfg, tmp = example
+    data = json.loads((tmp / "fim_property/fim_property.json").read_text())
+    assert set(data) == {"fim_property_score", "jacobian", "values", "labels", "covariances"}
+    assert data["values"]["elastic.C11"] == pytest.approx(151.42, rel=1e-4)
+    fim, jac = np.array(data["fim_property_score"]), np.array(data["jacobian"])
+    cov = np.array(data["covariances"]["elastic"])
+    np.testing.assert_allclose(np.diag(cov), (0.1 * np.array(list(data["values"].values()))) ** 2)
+    np.testing.assert_allclose(fim, jac.T @ np.linalg.inv(cov) @ jac, rtol=1e-10)
+
+
+def test_match_output_and_solvers_agree(example):
+    cfg, tmp = example
+    results = {}
+    for solver in ("CLARABEL", "SCS", "SDPA"):
+        out = tmp / f"match_{solver}"
+        solver_cfg = load_config(ROOT / "params.yaml", [f"matching.solver={solver}"])
+        summary = match.run(solver_cfg, out, tmp / "fim_train/fims.extxyz", tmp / "fim_property/fim_property.json")
+        results[solver] = json.loads((out / "weights.json").read_text())
+        assert summary["counts"]["status"] in ("optimal", "optimal_inaccurate")
+        assert summary["counts"]["min_eigenvalue_rel"] > -1e-5
+    ref = results["CLARABEL"]
+    for solver in ("SCS", "SDPA"):
+        assert results[solver].keys() == ref.keys()
+        for h, w in ref.items():
+            assert results[solver][h] == pytest.approx(w, rel=1e-5)
+    selected = ase.io.read(tmp / "match_CLARABEL/selected.extxyz", ":")
+    assert {a.info["image_hash"]: a.info["fim_matching_weight_score"] for a in selected} == pytest.approx(ref)
+    assert all(a.info["split"] == "train" for a in selected)
+    metrics = json.loads((tmp / "match_CLARABEL/metrics.json").read_text())
+    assert metrics["candidates"] == 32 and metrics["selected"] == len(ref)
+    assert metrics["sum_weights"] == pytest.approx(sum(ref.values()))
+
+
+def cli(tmp_path, module, *args, overrides=()):
+    params = tmp_path / "p.yaml"
+    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))), params)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out", str(out),
+                           *args], capture_output=True, text=True, cwd=tmp_path)
+    return proc, out
+
+
+def test_fim_property_bad_target(tmp_path):
+    kim_model_or_skip(SW)
+    proc, out = cli(tmp_path, "fim_property", overrides=["target.properties.elastic.type=bulk_modulus"])
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "target.properties.elastic.type: expected one of" in last
+    assert not out.exists()
+
+
+def test_match_bad_inputs(example, tmp_path):
+    _, tmp = example
+    fims, target = str(tmp / "fim_train/fims.extxyz"), tmp / "fim_property/fim_property.json"
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**json.loads(target.read_text()), "fim_property_score": np.eye(3).tolist()}))
+    zero = tmp_path / "zero.extxyz"
+    frames = ase.io.read(fims, ":")
+    for a in frames:
+        a.info["fim_training_set_score"] = np.zeros((2, 2))
+    ase.io.write(zero, frames)
+    for args, message in [
+        (["--fims", fims, "--target", str(wrong)], "expected fim_training_set_score of the target's shape (3, 3)"),
+        (["--fims", fims, "--target", str(tmp_path / "absent.json")], "no such file (run the fim_property stage"),
+        (["--fims", str(zero), "--target", str(target)], "infeasible: every candidate FIM is zero"),
+    ]:
+        proc, out = cli(tmp_path, "match", *args)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 1 and last.startswith("error: ") and message in last, proc.stderr
+        assert not out.exists()

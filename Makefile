@@ -1,11 +1,12 @@
 # atomsieve: `make run` runs the pipeline on the bundled example, `make test` runs the
 # tests. Both first set up everything on a fresh Debian machine, idempotently: the KIM
-# API and models from Debian (apt-get, as root or through sudo), a .venv, and
+# API and models, and LAMMPS for the elastic-constant cross-check, from Debian
+# (apt-get, as root or through sudo), a .venv, and
 # `pip install -e .[dev]` (redone only when pyproject.toml changes).
 
 SHELL := /bin/bash
 VENV := .venv
-APT_PACKAGES := libkim-api-dev openkim-models pkg-config
+APT_PACKAGES := libkim-api-dev openkim-models pkg-config lammps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

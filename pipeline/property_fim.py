@@ -20,6 +20,7 @@ from pipeline.potential import PotentialSpec, make_potential
 from pipeline.transforms import Transform
 
 COVARIANCES = ("relative", "diagonal", "matrix")
+BACKENDS = ("kimpy", "lammps")
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,23 @@ class Target:
     crystal: properties.Crystal
     full: bool
     covariance: tuple  # (how, value): ("relative", 0.1), ("diagonal", [...]), ("matrix", [[...]])
+    backend: str = "kimpy"  # kimpy (this process) | lammps (pipeline.lammps, a cross-check)
 
     def evaluate(self, potential) -> np.ndarray:
+        if self.backend == "lammps":
+            return self._evaluate_lammps(potential)
         if self.kind == "elastic_constants":
             return properties.elastic_constants(potential, self.crystal, self.full)
         return PROPERTIES[self.kind](potential, self.crystal)
+
+    def _evaluate_lammps(self, potential) -> np.ndarray:
+        from pipeline.lammps import cubic_properties
+
+        c = self.crystal
+        r = cubic_properties(potential.kim_id, c.species, c.lattice, c.a_guess,
+                             {key: potential.get(*key) for key in potential.defaults})
+        return np.array({"elastic_constants": [r["C11"], r["C12"], r["C44"]], "lattice_constant": [r["a0"]],
+                         "cohesive_energy": [r["e_coh"]]}[self.kind])
 
     def labels(self) -> list[str]:
         return [f"{self.name}.{v}" for v in properties.names(self.kind, self.full)]
@@ -90,7 +103,7 @@ def check_how(where: str, how: str) -> str:
 
 def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
     """Targets from ``target.properties``: ``{name: {type, lattice, species, a_guess,
-    full, covariance: {relative | diagonal | matrix: value}}}``."""
+    full, backend, covariance: {relative | diagonal | matrix: value}}}``."""
     if not raw:
         raise ConfigError("target.properties: expected at least one property, got none")
     out = []
@@ -106,20 +119,27 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
         (how, value), = cov.items()
         check_how(f"{where}.covariance", how)
         full = bool(entry.pop("full", False))
+        backend = entry.pop("backend", "kimpy")
+        if backend not in BACKENDS:
+            raise ConfigError(f"{where}.backend: expected one of {list(BACKENDS)}, got {backend!r}")
+        if backend == "lammps" and full:
+            raise ConfigError(f"{where}: backend lammps gives C11, C12 and C44 only; set full: false")
         try:
             c = properties.crystal(entry.pop("lattice"), entry.pop("species"), entry.pop("a_guess", None))
         except KeyError as err:
             raise ConfigError(f"{where}: missing {err.args[0]!r}") from None
         if entry:
             raise ConfigError(f"{where}: unknown keys {sorted(entry)}; expected type, lattice, species, "
-                              "a_guess, full, covariance")
-        out.append(Target(str(name), kind, c, full, (how, value)))
+                              "a_guess, full, covariance, backend")
+        out.append(Target(str(name), kind, c, full, (how, value), backend))
     return out
 
 
 def property_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform, derivative: Derivative,
                  targets: Sequence[Target]) -> PropertyFim:
     """The FIM of ``targets`` with respect to the tunable parameters of ``spec``."""
+    if potential.type != "kim" and any(t.backend == "lammps" for t in targets):
+        raise ConfigError("target.properties.*.backend=lammps needs potential.type=kim")
     model = worker_resource(make_potential, potential)
     spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
     assignments = resolve(spec, model)

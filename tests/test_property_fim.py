@@ -108,7 +108,38 @@ def test_orchestrator_forward_differences_with_absolute_step():
     ({"x": {**ELASTIC["elastic"], "colour": "red"}}, r"unknown keys \['colour'\]"),
     ({"x": {"type": "lattice_constant", "species": "Si"}}, "missing 'lattice'"),
     ({}, "at least one property"),
-], ids=["type", "shape", "not-psd", "asymmetric", "how", "key", "missing", "none"])
+    ({"x": {**ELASTIC["elastic"], "backend": "gulp"}}, r"backend: expected one of \['kimpy', 'lammps'\]"),
+    ({"x": {**ELASTIC["elastic"], "backend": "lammps", "full": True}}, "C11, C12 and C44 only"),
+], ids=["type", "shape", "not-psd", "asymmetric", "how", "key", "missing", "none", "backend", "lammps-full"])
 def test_bad_targets(targets, match):
     with pytest.raises(ConfigError, match=match):
         fim(targets)
+
+
+def lammps_or_skip():
+    import shutil
+    import subprocess
+
+    path = shutil.which("lmp")
+    if path is None:
+        pytest.skip("LAMMPS (lmp) not installed: apt-get install lammps (make setup does)")
+    if "KIM" not in subprocess.run([path, "-h"], capture_output=True, text=True).stdout:
+        pytest.skip("this LAMMPS has no KIM package")
+
+
+def test_lammps_cross_check_agrees():
+    lammps_or_skip()
+    from pipeline.lammps import cubic_properties
+    from pipeline.potential import make_potential
+    from pipeline.properties import crystal, elastic_constants, lattice_constant
+
+    pot = make_potential(SW_SPEC)
+    si = crystal("diamond", "Si", 5.43)
+    for b in (None, 0.61):  # the model's B, and B set through kim param set
+        if b is not None:
+            pot.set([("B", 0, b)])
+        ours = np.concatenate([lattice_constant(pot, si), elastic_constants(pot, si)])
+        r = cubic_properties(SW, "Si", "diamond", 5.43, {k: pot.get(*k) for k in pot.defaults})
+        np.testing.assert_allclose([r["a0"], r["C11"], r["C12"], r["C44"]], ours, rtol=1e-6)
+    lammps_targets = {"elastic": {**ELASTIC["elastic"], "backend": "lammps"}}
+    np.testing.assert_allclose(fim(lammps_targets).fim, fim().fim, rtol=1e-3)

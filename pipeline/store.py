@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence

@@ -5,7 +5,6 @@ Outputs in ``--out`` (outputs/fim_property), all or none: fim_property.json
 ``covariances``) and summary.json.
 """
 
-from dataclasses import replace
 from pathlib import Path
 
 from pipeline import parameters

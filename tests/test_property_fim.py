@@ -8,7 +8,7 @@ from scipy.optimize import brentq
 
 from pipeline.errors import ConfigError
 from pipeline.parameters import parse
-from pipeline.property_fim import covariance, parse_targets, property_fim
+from pipeline.property_fim import parse_targets, property_fim
 from stages.fim_property import derivative_of
 from stages.schema import TargetDerivativeConfig
 from test_fim import SW, SW_SPEC, Transform

@@ -42,3 +42,22 @@ def weights(values: np.ndarray, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def histogram(values: np.ndarray, path: Path, xlabel: str, title: str) -> None:
+    """Histogram of finite ``values`` (a count of infinite ones in the title)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = values[np.isfinite(values)]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    ax.hist(finite, bins=60, color="C2")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("atoms")
+    extra = f" ({len(values) - len(finite)} infinite, not shown)" if len(finite) < len(values) else ""
+    ax.set_title(title + extra)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

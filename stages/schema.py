@@ -14,6 +14,8 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from pipeline.dataset import LABELS, ON_CONFLICT
 from pipeline.errors import check_choice
 from pipeline.executors import EXECUTORS
+from pipeline.descriptors import DESCRIPTORS
+from pipeline.entropy import METHODS as ENTROPY_METHODS
 from pipeline.fim import METHODS
 from pipeline.matching import PRECONDITIONS, SOLVERS
 from pipeline.transforms import TRANSFORMS
@@ -111,12 +113,31 @@ class MatchingConfig:
 
 
 @dataclass(frozen=True)
+class DescriptorConfig:
+    name: str = "quests"  # a key of pipeline.descriptors.DESCRIPTORS
+    k: int = 32  # nearest neighbours
+    cutoff: float = 5.0  # Å
+
+
+@dataclass(frozen=True)
+class QuestsConfig:
+    bandwidth: float = 0.015  # Gaussian kernel bandwidth, in descriptor units (1/Å)
+    method: str = "exact"  # exact | knn
+    batch_size: int = 4096  # exact: rows per block (memory ~ 2 * 8 * batch_size^2 bytes per thread)
+    knn_k: int = 100  # knn: neighbours kept per point
+    reference: str = "train"  # train | all | an extxyz file: the set dH is measured against
+    legacy_inf: bool = False  # dH = +inf where the plain kernel sum underflows (as the quests package)
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     potential: PotentialConfig = field(default_factory=PotentialConfig)
     fim: FimConfig = field(default_factory=FimConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
+    descriptors: DescriptorConfig = field(default_factory=DescriptorConfig)
+    quests: QuestsConfig = field(default_factory=QuestsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
@@ -130,11 +151,14 @@ CHOICES = {  # option -> allowed values, checked whenever a config is loaded
     ("matching", "candidates"): ("train", "all"),
     ("matching", "precondition"): PRECONDITIONS,
     ("matching", "solver"): SOLVERS,
+    ("descriptors", "name"): tuple(DESCRIPTORS),
+    ("quests", "method"): ENTROPY_METHODS,
 }
 TARGET_METHODS = {"FD": "forward", "FD2": "forward2", "CD": "central", "CD4": "central4"}
 
 GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
-          "matching": MatchingConfig, "runtime": RuntimeConfig, "store": StoreConfig}
+          "matching": MatchingConfig, "descriptors": DescriptorConfig, "quests": QuestsConfig,
+          "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:

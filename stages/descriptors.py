@@ -1,0 +1,48 @@
+"""Stage ``descriptors``: the per-atom descriptor of every image, through the store.
+
+Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
+(outputs/descriptors), all or none: descriptors.npz (``image_hash`` (n,), ``offsets``
+(n+1,), ``descriptors`` (atoms, d): image i's atoms are rows offsets[i]:offsets[i+1]),
+descriptors.extxyz (per-atom array ``descriptors``) and summary.json.
+"""
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from pipeline.atomic import staged
+from pipeline.descriptor_set import descriptor_set
+from pipeline.store import Store
+from pipeline.timing import Timers
+from stages.common import as_dict, executor_factory, json_bytes, read_images, stage_main, summary
+from stages.schema import Config
+
+OUTPUTS = ("descriptors.npz", "descriptors.extxyz", "summary.json")
+
+
+def run(cfg: Config, out: Path, images: Path) -> dict:
+    d, timers = cfg.descriptors, Timers()
+    frames = read_images(images)
+    with timers("descriptors"):
+        result = descriptor_set(frames, [a.info["image_hash"] for a in frames], d.name, d.k, d.cutoff,
+                                Store(cfg.store.path), executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
+    counts = {"images": len(frames), "atoms": len(result.values), "dimension": result.values.shape[1],
+              "computed": result.computed, "cached": len(frames) - result.computed}
+    with staged([out / name for name in OUTPUTS]) as (t_npz, t_xyz, t_summary), timers("write"):
+        with open(t_npz, "wb") as fh:
+            np.savez(fh, image_hash=np.array(result.hashes), offsets=result.offsets, descriptors=result.values)
+        for atoms, lo, hi in zip(frames, result.offsets[:-1], result.offsets[1:]):
+            atoms.arrays["descriptors"] = result.values[lo:hi]
+        ase.io.write(t_xyz, frames, format="extxyz")
+        done = summary("descriptors", as_dict(d), counts, timers.as_dict())
+        t_summary.write_bytes(json_bytes(done))
+    return done
+
+
+def main() -> None:
+    stage_main("descriptors", run, "outputs/descriptors", images="outputs/hash/images.extxyz")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Stage ``quests``: entropy, efficiency and diversity of the dataset's environments,
+and every atom's delta entropy against a reference set.
+
+Inputs ``--descriptors`` (outputs/descriptors/descriptors.npz) and ``--images``
+(outputs/hash/images.extxyz). Outputs in ``--out`` (outputs/quests), all or none:
+metrics.json (DVC metrics), delta_entropy.extxyz (per-atom
+``quests_delta_entropy_score``), delta_entropy.png and summary.json.
+"""
+
+import math
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from pipeline import entropy, plots
+from pipeline.atomic import staged
+from pipeline.descriptor_set import descriptor_set
+from pipeline.errors import InputError
+from pipeline.store import Store
+from pipeline.timing import Timers
+from stages.common import as_dict, json_bytes, read_images, stage_main, summary
+from stages.schema import Config
+
+OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "summary.json")
+
+
+def load_descriptors(path: Path, hashes: list[str]) -> list[np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            index = {h: i for i, h in enumerate(npz["image_hash"])}
+            offsets, values = npz["offsets"], npz["descriptors"]
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: cannot read descriptors (run the descriptors stage first): {err}") from err
+    missing = [h for h in hashes if h not in index]
+    if missing:
+        raise InputError(f"{path}: no descriptors for image {missing[0]} (and {len(missing) - 1} more)")
+    return [values[offsets[index[h]]:offsets[index[h] + 1]] for h in hashes]
+
+
+def reference(cfg: Config, frames, per_image) -> np.ndarray:
+    q = cfg.quests
+    if q.reference in ("train", "all"):
+        chosen = [x for a, x in zip(frames, per_image) if q.reference == "all" or a.info.get("split") == "train"]
+        if not chosen:
+            raise InputError("quests.reference=train: no image is in the train split")
+        return np.concatenate(chosen)
+    ref = ase.io.read(q.reference, ":")
+    d = cfg.descriptors
+    from pipeline.hashing import image_hashes
+
+    return descriptor_set(ref, image_hashes(ref), d.name, d.k, d.cutoff, Store(cfg.store.path)).values
+
+
+def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
+    q, timers = cfg.quests, Timers()
+    frames = read_images(images)
+    per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
+    x = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
+    ref = entropy.check_descriptors(reference(cfg, frames, per_image), f"quests.reference={q.reference}")
+    with timers("entropy"):
+        log_p_x, bound_x = entropy.log_p(x, x, q.bandwidth, q.method, q.batch_size, q.knn_k)
+    with timers("delta_entropy"):
+        log_p_y, bound_y = entropy.log_p(x, ref, q.bandwidth, q.method, q.batch_size, q.knn_k)
+    d_h = entropy.delta_entropy(log_p_y, q.legacy_inf)
+    h = entropy.entropy(log_p_x)
+    metrics = {"entropy": h, "efficiency": h / math.log(len(x)) if len(x) > 1 else 0.0,
+               "diversity": entropy.diversity(log_p_x), "environments": len(x), "reference_environments": len(ref),
+               "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
+               "method": q.method, "knn_max_rel_error": max(bound_x, bound_y)}
+    with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_summary), timers("write"):
+        t_metrics.write_bytes(json_bytes(metrics))
+        start = 0
+        for atoms in frames:
+            atoms.arrays["quests_delta_entropy_score"] = d_h[start:start + len(atoms)]
+            start += len(atoms)
+        ase.io.write(t_xyz, frames, format="extxyz")
+        plots.histogram(d_h, t_png, "delta entropy dH (nats)", f"dH against {q.reference}")
+        done = summary("quests", {"quests": as_dict(q), "descriptors": as_dict(cfg.descriptors)}, metrics,
+                       timers.as_dict())
+        t_summary.write_bytes(json_bytes(done))
+    return done
+
+
+def main() -> None:
+    stage_main("quests", run, "outputs/quests", descriptors="outputs/descriptors/descriptors.npz",
+               images="outputs/hash/images.extxyz")
+
+
+if __name__ == "__main__":
+    main()

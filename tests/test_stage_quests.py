@@ -1,0 +1,79 @@
+"""Stages descriptors and quests on a small dataset, and their bad input."""
+
+import json
+import math
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+from conftest import ROOT, labelled_si
+from omegaconf import OmegaConf
+
+from pipeline import entropy
+from pipeline.descriptors import quests as quests_descriptor
+from stages import descriptors, hash as hash_stage, quests
+from stages.common import load_config
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    frames = [labelled_si(s, (1 + s % 2, 1, 1)) for s in range(6)]
+    ase.io.write(tmp_path / "d.extxyz", frames)
+    cfg = load_config(ROOT / "params.yaml", [f"dataset.paths=[{tmp_path / 'd.extxyz'}]", f"dataset.root={tmp_path}",
+                                             "dataset.require=[]", f"store.path={tmp_path / 'store'}",
+                                             "runtime.executor=serial", "dataset.test_fraction=0.34"])
+    hash_stage.run(cfg, tmp_path / "hash")
+    descriptors.run(cfg, tmp_path / "desc", tmp_path / "hash/images.extxyz")
+    return cfg, tmp_path
+
+
+def test_outputs(prepared):
+    cfg, tmp = prepared
+    images = ase.io.read(tmp / "hash/images.extxyz", ":")
+    npz = np.load(tmp / "desc/descriptors.npz")
+    assert list(npz["image_hash"]) == [a.info["image_hash"] for a in images]
+    np.testing.assert_array_equal(npz["descriptors"][npz["offsets"][2]:npz["offsets"][3]], quests_descriptor(images[2]))
+    result = quests.run(cfg, tmp / "q", tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
+    x = npz["descriptors"]
+    lp = entropy.log_kernel_sums(x, x, 0.015)
+    m = json.loads((tmp / "q/metrics.json").read_text())
+    assert m["entropy"] == pytest.approx(entropy.entropy(lp)) and m["environments"] == len(x)
+    assert m["efficiency"] == pytest.approx(m["entropy"] / math.log(len(x)))
+    train = np.concatenate([quests_descriptor(a) for a in images if a.info["split"] == "train"])
+    dh = np.concatenate([a.arrays["quests_delta_entropy_score"] for a in ase.io.read(tmp / "q/delta_entropy.extxyz", ":")])
+    # per-atom arrays go through extxyz, which ASE writes with 8 decimals
+    np.testing.assert_allclose(dh, -entropy.log_kernel_sums(x, train, 0.015), rtol=0, atol=6e-9)
+    assert result["counts"]["reference_environments"] == len(train)
+
+
+def cli(tmp, module, *args, overrides=()):
+    params = tmp / "p.yaml"
+    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))), params)
+    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out", str(tmp / "o"),
+                           *args], capture_output=True, text=True, cwd=tmp)
+    return proc, tmp / "o"
+
+
+def test_bad_inputs(prepared):
+    _, tmp = prepared
+    images = str(tmp / "hash/images.extxyz")
+    nan = tmp / "nan.npz"
+    with np.load(tmp / "desc/descriptors.npz") as npz:
+        values = npz["descriptors"].copy()
+        values[3, 5] = np.nan
+        np.savez(nan, image_hash=npz["image_hash"], offsets=npz["offsets"], descriptors=values)
+    ref = tmp / "ref.extxyz"
+    ase.io.write(ref, labelled_si(40))
+    cases = [
+        (["--descriptors", str(tmp / "absent.npz"), "--images", images], [], "cannot read descriptors"),
+        (["--descriptors", str(nan), "--images", images], [], "NaN or inf (rows [3]"),
+        (["--descriptors", str(tmp / "desc/descriptors.npz"), "--images", images],
+         [f"quests.reference={ref}", "descriptors.k=8", f"store.path={tmp / 'store'}"], "does not match the reference's 15"),
+    ]
+    for args, overrides, message in cases:
+        proc, out = cli(tmp, "quests", *args, overrides=overrides)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 1 and message in last, proc.stderr
+        assert not out.exists()

@@ -17,6 +17,7 @@ from pipeline.executors import EXECUTORS
 from pipeline.descriptors import DESCRIPTORS
 from pipeline.entropy import METHODS as ENTROPY_METHODS
 from pipeline.fim import METHODS
+from pipeline.ltau import INDEXES, SPACINGS
 from pipeline.matching import PRECONDITIONS, SOLVERS
 from pipeline.transforms import TRANSFORMS
 from pipeline.potential import POTENTIALS, QUANTITIES
@@ -130,6 +131,18 @@ class QuestsConfig:
 
 
 @dataclass(frozen=True)
+class LtauConfig:
+    train_images: str = MISSING  # extxyz of the training configurations: their atoms are the logs' columns
+    error_logs: list[str] = MISSING  # .npy arrays (T, N) or (T, N, 3), eV/Å; several: an ensemble, pooled
+    nbins: int = 100
+    bin_spacing: str = "log"  # log | linear
+    range: list[float] | None = None  # [lo, hi] in eV/Å; null: smallest positive (log) or smallest, to largest
+    index: str = "Flat"  # Flat | HNSW | IVFPQ (FAISS)
+    index_args: dict[str, Any] = field(default_factory=dict)  # HNSW: M, efConstruction, efSearch; IVFPQ: nlist, m, nbits, nprobe
+    k: int = 10  # nearest training atoms whose PDFs are averaged
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     potential: PotentialConfig = field(default_factory=PotentialConfig)
@@ -138,6 +151,7 @@ class Config:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     descriptors: DescriptorConfig = field(default_factory=DescriptorConfig)
     quests: QuestsConfig = field(default_factory=QuestsConfig)
+    ltau: LtauConfig = field(default_factory=LtauConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
@@ -153,12 +167,14 @@ CHOICES = {  # option -> allowed values, checked whenever a config is loaded
     ("matching", "solver"): SOLVERS,
     ("descriptors", "name"): tuple(DESCRIPTORS),
     ("quests", "method"): ENTROPY_METHODS,
+    ("ltau", "bin_spacing"): SPACINGS,
+    ("ltau", "index"): INDEXES,
 }
 TARGET_METHODS = {"FD": "forward", "FD2": "forward2", "CD": "central", "CD4": "central4"}
 
 GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
           "matching": MatchingConfig, "descriptors": DescriptorConfig, "quests": QuestsConfig,
-          "runtime": RuntimeConfig, "store": StoreConfig}
+          "ltau": LtauConfig, "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:

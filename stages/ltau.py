@@ -1,0 +1,64 @@
+"""Stage ``ltau``: every atom's force uncertainty ``ltau_forces_uq_score`` (eV/Å).
+
+Inputs ``--fit`` (outputs/ltau_fit), ``--descriptors``
+(outputs/descriptors/descriptors.npz) and ``--images`` (outputs/hash/images.extxyz).
+Outputs in ``--out`` (outputs/ltau), all or none: uncertainty.extxyz (per-atom
+``ltau_forces_uq_score``), metrics.json, uncertainty.png and summary.json.
+"""
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from pipeline import ltau, plots
+from pipeline.atomic import staged
+from pipeline.entropy import check_descriptors
+from pipeline.errors import InputError
+from pipeline.timing import Timers
+from stages.common import as_dict, json_bytes, read_images, stage_main, summary
+from stages.quests import load_descriptors
+from stages.schema import Config
+
+OUTPUTS = ("uncertainty.extxyz", "metrics.json", "uncertainty.png", "summary.json")
+
+
+def load_fit(path: Path) -> ltau.Fit:
+    try:
+        with np.load(path / "fit.npz", allow_pickle=False) as npz:
+            return ltau.Fit(npz["edges"], npz["midpoints"], npz["pdfs"], 0)
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path}/fit.npz: cannot read the LTAU fit (run ltau_fit first): {err}") from err
+
+
+def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> dict:
+    timers = Timers()
+    frames = read_images(images)
+    per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
+    query = check_descriptors(np.concatenate(per_image), str(descriptors))
+    pdfs, index = load_fit(fit), ltau.read_index(fit / "index.faiss")
+    with timers("search"):
+        found = ltau.neighbours(index, query, cfg.ltau.k)
+    with timers("score"):
+        score = ltau.uncertainty(pdfs, found)
+    metrics = {"atoms": len(score), "mean": float(score.mean()), "max": float(score.max()), "k": cfg.ltau.k}
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_summary):
+        start = 0
+        for atoms in frames:
+            atoms.arrays["ltau_forces_uq_score"] = score[start:start + len(atoms)]
+            start += len(atoms)
+        ase.io.write(t_xyz, frames, format="extxyz")
+        t_metrics.write_bytes(json_bytes(metrics))
+        plots.histogram(score, t_png, "LTAU force uncertainty (eV/Å)", "per-atom uncertainty")
+        done = summary("ltau", {"k": cfg.ltau.k}, metrics, timers.as_dict())
+        t_summary.write_bytes(json_bytes(done))
+    return done
+
+
+def main() -> None:
+    stage_main("ltau", run, "outputs/ltau", fit="outputs/ltau_fit", descriptors="outputs/descriptors/descriptors.npz",
+               images="outputs/hash/images.extxyz")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Stage ``ltau_fit``: per-atom error PDFs of the training atoms and their FAISS index.
+
+Inputs ``ltau.train_images`` and ``ltau.error_logs``. Outputs in ``--out``
+(outputs/ltau_fit), all or none: fit.npz (``edges``, ``midpoints``, ``pdfs``),
+index.faiss (the training descriptors' index) and summary.json.
+"""
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from pipeline import ltau
+from pipeline.atomic import staged
+from pipeline.dataset import read_frames
+from pipeline.descriptor_set import descriptor_set
+from pipeline.entropy import check_descriptors
+from pipeline.errors import InputError
+from pipeline.hashing import image_hashes
+from pipeline.store import Store
+from pipeline.timing import Timers
+from stages.common import as_dict, json_bytes, stage_main, summary
+from stages.schema import Config
+
+OUTPUTS = ("fit.npz", "index.faiss", "summary.json")
+
+
+def load_log(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read an error log (.npy): {err}") from err
+
+
+def run(cfg: Config, out: Path) -> dict:
+    c, d, timers = cfg.ltau, cfg.descriptors, Timers()
+    frames = read_frames(Path(c.train_images))
+    with timers("descriptors"):
+        train = descriptor_set(frames, image_hashes(frames), d.name, d.k, d.cutoff, Store(cfg.store.path)).values
+    train = check_descriptors(train, c.train_images)
+    errors = ltau.error_samples([load_log(p) for p in c.error_logs], len(train), c.error_logs)
+    lo, hi = c.range if c.range is not None else (None, None)
+    with timers("fit"):
+        fit = ltau.fit_pdfs(errors, c.nbins, c.bin_spacing, lo, hi)
+        index = ltau.build_index(train, c.index, dict(c.index_args))
+    counts = {"training_atoms": len(train), "samples_per_atom": errors.shape[1], "bins": c.nbins,
+              "clipped_samples": fit.clipped}
+    with staged([out / name for name in OUTPUTS]) as (t_npz, t_index, t_summary):
+        with open(t_npz, "wb") as fh:
+            np.savez(fh, edges=fit.edges, midpoints=fit.midpoints, pdfs=fit.pdfs)
+        ltau.write_index(index, t_index)
+        done = summary("ltau_fit", {"ltau": as_dict(c), "descriptors": as_dict(d)}, counts, timers.as_dict())
+        t_summary.write_bytes(json_bytes(done))
+    return done
+
+
+def main() -> None:
+    stage_main("ltau_fit", run, "outputs/ltau_fit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Stages ltau_fit and ltau on the bundled LTAU example, and their bad input."""
+
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+from conftest import ROOT
+from omegaconf import OmegaConf
+
+from pipeline import ltau as lib
+from pipeline.descriptors import quests as quests_descriptor
+from stages import descriptors, hash as hash_stage, ltau, ltau_fit
+from stages.common import load_config
+
+pytest.importorskip("faiss", reason="faiss-cpu not installed")
+
+
+def config(tmp, *overrides):
+    return load_config(ROOT / "params.yaml", [f"store.path={tmp / 'store'}", "runtime.executor=serial",
+                                              f"dataset.root={ROOT / 'data'}",
+                                              f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]",
+                                              f"ltau.train_images={ROOT / 'data/example/ltau_train.extxyz'}",
+                                              f"ltau.error_logs=[{ROOT / 'data/example/ltau_errors.npy'}]", *overrides])
+
+
+def test_scores_equal_a_direct_computation(tmp_path):
+    cfg = config(tmp_path)
+    hash_stage.run(cfg, tmp_path / "hash")
+    descriptors.run(cfg, tmp_path / "desc", tmp_path / "hash/images.extxyz")
+    ltau_fit.run(cfg, tmp_path / "fit")
+    ltau.run(cfg, tmp_path / "ltau", tmp_path / "fit", tmp_path / "desc/descriptors.npz", tmp_path / "hash/images.extxyz")
+    train = np.concatenate([quests_descriptor(a) for a in ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":")])
+    errors = np.linalg.norm(np.load(ROOT / "data/example/ltau_errors.npy").astype(float), axis=2).T
+    edges = np.geomspace(errors[errors > 0].min(), errors.max(), 101)
+    mids = np.sqrt(edges[:-1] * edges[1:])
+    pdfs = np.array([np.histogram(e, edges)[0] / len(e) for e in errors])
+    images = ase.io.read(tmp_path / "hash/images.extxyz", ":")
+    query = np.concatenate([quests_descriptor(a) for a in images])
+    nearest = np.argsort(((query[:, None] - train[None]) ** 2).sum(axis=2), axis=1)[:, :10]
+    expected = pdfs[nearest].mean(axis=1) @ mids
+    scored = ase.io.read(tmp_path / "ltau/uncertainty.extxyz", ":")
+    got = np.concatenate([a.arrays["ltau_forces_uq_score"] for a in scored])
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=6e-9)  # extxyz keeps 8 decimals
+
+
+def test_bad_inputs(tmp_path):
+    bad_log = tmp_path / "short.npy"
+    np.save(bad_log, np.ones((4, 605, 3)))
+    params = tmp_path / "p.yaml"
+    OmegaConf.save(OmegaConf.structured(config(tmp_path, f"ltau.error_logs=[{bad_log}]")), params)
+    proc = subprocess.run([sys.executable, "-m", "stages.ltau_fit", "--params", str(params), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "short.npy: error log has 605 atoms; the training descriptors have 606" in last
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(Exception, match="cannot read the FAISS index"):
+        lib.read_index(tmp_path / "absent.faiss")

@@ -15,7 +15,6 @@ a partly periodic cell as not periodic at all). Shape (N, 2k − 1), in 1/Å.
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import neighbor_list
 
 from pipeline.errors import ConfigError
 
@@ -29,21 +28,42 @@ def weight(r: np.ndarray, cutoff: float) -> np.ndarray:
     return (1 - z**2) ** 2
 
 
+def images(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wrapped positions (N, 3), and those with their periodic images within ``cutoff``
+    of the cell (along periodic directions only), the atoms themselves first."""
+    pbc = atoms.pbc
+    pos = atoms.positions
+    if not pbc.any():
+        return pos, pos
+    cell = atoms.cell.array
+    frac = np.linalg.solve(cell.T, pos.T).T
+    frac[:, pbc] %= 1.0
+    pos = frac @ cell
+    heights = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    reach = np.where(pbc, np.ceil(cutoff / heights), 0).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
+    grid = grid[np.argsort(np.abs(grid).sum(axis=1), kind="stable")]  # the zero shift first
+    shifted = (frac[None] + grid[:, None]).reshape(-1, 3)
+    margin = np.where(pbc, cutoff / heights, np.inf)
+    keep = np.all((shifted > -margin) & (shifted < 1 + margin), axis=1)
+    keep[: len(pos)] = True  # the atoms themselves
+    return pos, shifted[keep] @ cell
+
+
 def nearest(atoms: Atoms, k: int, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Vectors (N, k, 3) to each atom's k nearest neighbours within ``cutoff``, by
     increasing distance, and a mask (N, k) of which are present."""
-    i, vec = neighbor_list("iD", atoms, cutoff)
-    dist = np.linalg.norm(vec, axis=1)
-    order = np.lexsort((dist, i))
-    i, vec = i[order], vec[order]
-    starts = np.searchsorted(i, np.arange(len(atoms)))
-    rank = np.arange(len(i)) - starts[i]
-    keep = rank < k
-    out = np.zeros((len(atoms), k, 3))
-    mask = np.zeros((len(atoms), k), dtype=bool)
-    out[i[keep], rank[keep]] = vec[keep]
-    mask[i[keep], rank[keep]] = True
-    return out, mask
+    from scipy.spatial import cKDTree
+
+    pos, points = images(atoms, cutoff)
+    n = len(pos)
+    dist, idx = cKDTree(points).query(pos, k=k + 1, distance_upper_bound=cutoff)
+    is_self = idx == np.arange(n)[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # drop each atom's own entry
+    dist, idx = np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
+    mask = np.isfinite(dist)
+    vec = np.where(mask[:, :, None], points[np.minimum(idx, len(points) - 1)] - pos[:, None], 0.0)
+    return vec, mask
 
 
 def quests(atoms: Atoms, k: int = 32, cutoff: float = 5.0) -> np.ndarray:
@@ -54,11 +74,13 @@ def quests(atoms: Atoms, k: int = 32, cutoff: float = 5.0) -> np.ndarray:
     out = np.empty((len(atoms), 2 * k - 1))
     for start in range(0, len(atoms), CHUNK):
         v, m = vec[start:start + CHUNK], mask[start:start + CHUNK]
-        r = np.linalg.norm(v, axis=2)
+        sq = np.einsum("nkc,nkc->nk", v, v)
+        r = np.sqrt(sq)
         x1 = np.where(m, weight(r + EPS_X1, cutoff) / (r + EPS_X1), 0.0)
-        w = np.where(m, weight(r, cutoff), 0.0)
-        r_jl = np.linalg.norm(v[:, :, None, :] - v[:, None, :, :], axis=3)
-        pair = np.sqrt(w[:, :, None] * w[:, None, :]) / (r_jl + EPS_X2)
+        root_w = np.sqrt(np.where(m, weight(r, cutoff), 0.0))
+        r_jl = np.sqrt(np.maximum(sq[:, :, None] + sq[:, None, :] - 2 * (v @ v.transpose(0, 2, 1)), 0.0))
+        pair = root_w[:, :, None] * root_w[:, None, :]
+        pair /= r_jl + EPS_X2
         pair[:, np.arange(k), np.arange(k)] = 0.0
         col_means = np.sort(pair, axis=2).mean(axis=1)
         out[start:start + CHUNK] = np.concatenate([x1, col_means[:, :0:-1]], axis=1)

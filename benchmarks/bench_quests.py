@@ -1,0 +1,138 @@
+"""Descriptors, QUESTS entropy and LTAU against the reference packages, side by side.
+
+    python benchmarks/bench_quests.py [--environments 100000] [--skip-quests-entropy]
+
+Every measurement runs in its own process, so peak memory (max RSS) is its own.
+- descriptors: environments per second of rattled 64-atom Si cells, atomsieve against
+  quests.descriptor.get_descriptors (its numba compile time reported separately);
+- entropy of --environments descriptors (dimension 63, from rattled Si cells at several
+  temperatures): quests.entropy.entropy, atomsieve exact, atomsieve knn (k = 100):
+  seconds, peak memory, |ΔH|/H against exact;
+- LTAU with 100,000 training and 10,000 query atoms (k = 10, Flat index) against the
+  bare FAISS search it contains.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def cells(n: int, seed: int = 0) -> list:
+    from ase.build import bulk
+
+    base = bulk("Si", "diamond", a=5.431, cubic=True).repeat((2, 2, 2))
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        atoms = base.copy()
+        atoms.rattle(rng.choice([0.02, 0.05, 0.1, 0.2]), seed=seed + i)
+        out.append(atoms)
+    return out
+
+
+def environments(n: int) -> np.ndarray:
+    from pipeline.descriptors import quests
+
+    return np.concatenate([quests(a) for a in cells(-(-n // 64), seed=7)])[:n]
+
+
+def task(name: str, n: int) -> dict:
+    """One measurement, run in a child process."""
+    if name in ("descriptors-ours", "descriptors-ours-2procs"):
+        from pipeline.descriptors import quests
+        from pipeline.executors import open_executor
+
+        frames = cells(n // 64)
+        workers = 2 if name.endswith("2procs") else 0
+        with open_executor("process" if workers else "serial", workers or 1) as ex:
+            list(ex.map(quests, frames[:2]))  # workers started and warm
+            start = time.perf_counter()
+            count = sum(len(d) for d in ex.map(quests, frames, chunksize=16) if workers) if workers else \
+                sum(len(quests(a)) for a in frames)
+        return {"seconds": time.perf_counter() - start, "environments": count}
+    if name == "descriptors-quests":
+        from quests.descriptor import get_descriptors
+
+        frames = cells(n // 64)
+        start = time.perf_counter()
+        get_descriptors(frames[:1])
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        count = len(get_descriptors(frames))
+        return {"seconds": time.perf_counter() - start, "environments": count, "compile_seconds": compile_s}
+    x = environments(n)
+    start = time.perf_counter()
+    if name == "entropy-quests":
+        from quests.entropy import entropy as reference
+
+        value = reference(x[:64], 0.015)  # compile first
+        start = time.perf_counter()
+        value = reference(x, 0.015)
+    elif name in ("entropy-exact", "entropy-knn"):
+        from pipeline import entropy
+
+        log_p, bound = entropy.log_p(x, x, 0.015, name.split("-")[1], 4096, 100)
+        value = entropy.entropy(log_p)
+        return {"seconds": time.perf_counter() - start, "entropy": value, "bound": bound}
+    elif name in ("ltau-faiss", "ltau-ours"):
+        from pipeline import ltau
+
+        train, query = x[: n - 10_000], x[n - 10_000:]
+        fit = ltau.fit_pdfs(np.random.default_rng(0).lognormal(-3, 1, size=(len(train), 20)), 100, "log")
+        index = ltau.build_index(train, "Flat", {})
+        q32 = np.ascontiguousarray(query, dtype=np.float32)
+        start = time.perf_counter()
+        if name == "ltau-faiss":
+            index.search(q32, 10)
+        else:
+            ltau.uncertainty(fit, ltau.neighbours(index, query, 10))
+        return {"seconds": time.perf_counter() - start}
+    return {"seconds": time.perf_counter() - start, "entropy": float(value)}
+
+
+def child(name: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--task", name, "--environments", str(n)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--environments", type=int, default=100_000)
+    parser.add_argument("--descriptor-environments", type=int, default=64_000)
+    parser.add_argument("--skip-quests-entropy", action="store_true")
+    parser.add_argument("--task")
+    args = parser.parse_args()
+    if args.task:
+        result = task(args.task, args.environments)
+        result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    one = child("descriptors-ours", args.descriptor_environments)
+    ours, ref = child("descriptors-ours-2procs", args.descriptor_environments), child("descriptors-quests", args.descriptor_environments)
+    rate = lambda r: r["environments"] / r["seconds"]  # noqa: E731
+    print(f"descriptors, {ours['environments']} environments: atomsieve {rate(ours):,.0f}/s on 2 processes "
+          f"({rate(one):,.0f}/s on one), quests {rate(ref):,.0f}/s on 2 numba threads "
+          f"(ratio {rate(ours) / rate(ref):.2f}; quests compile {ref['compile_seconds']:.1f} s)")
+    exact = child("entropy-exact", args.environments)
+    knn = child("entropy-knn", args.environments)
+    print(f"entropy, {args.environments} environments, dim 63, h 0.015:")
+    print(f"  atomsieve exact: {exact['seconds']:7.1f} s, {exact['max_rss_mb']:6.0f} MB, H = {exact['entropy']:.6f}")
+    print(f"  atomsieve knn:   {knn['seconds']:7.1f} s, {knn['max_rss_mb']:6.0f} MB, H = {knn['entropy']:.6f}, "
+          f"|dH|/H = {abs(knn['entropy'] - exact['entropy']) / exact['entropy']:.1e}, bound {knn['bound']:.1e}")
+    if not args.skip_quests_entropy:
+        q = child("entropy-quests", args.environments)
+        print(f"  quests:          {q['seconds']:7.1f} s, {q['max_rss_mb']:6.0f} MB, H = {q['entropy']:.6f}")
+        print(f"  speed-up vs quests: exact {q['seconds'] / exact['seconds']:.1f}x, knn {q['seconds'] / knn['seconds']:.1f}x")
+    bare, full = child("ltau-faiss", 110_000), child("ltau-ours", 110_000)
+    print(f"LTAU, 100,000 training x 10,000 query atoms, k 10: bare FAISS search {bare['seconds']:.3f} s, "
+          f"atomsieve {full['seconds']:.3f} s (ratio {full['seconds'] / bare['seconds']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

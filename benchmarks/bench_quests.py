@@ -86,12 +86,15 @@ def task(name: str, n: int) -> dict:
         fit = ltau.fit_pdfs(np.random.default_rng(0).lognormal(-3, 1, size=(len(train), 20)), 100, "log")
         index = ltau.build_index(train, "Flat", {})
         q32 = np.ascontiguousarray(query, dtype=np.float32)
-        start = time.perf_counter()
-        if name == "ltau-faiss":
-            index.search(q32, 10)
-        else:
-            ltau.uncertainty(fit, ltau.neighbours(index, query, 10))
-        return {"seconds": time.perf_counter() - start}
+        best = np.inf
+        for _ in range(3):  # FAISS's threaded search varies from run to run: best of three
+            start = time.perf_counter()
+            if name == "ltau-faiss":
+                index.search(q32, 10)
+            else:
+                ltau.uncertainty(fit, ltau.neighbours(index, query, 10))
+            best = min(best, time.perf_counter() - start)
+        return {"seconds": best}
     return {"seconds": time.perf_counter() - start, "entropy": float(value)}
 
 
@@ -106,6 +109,7 @@ def main() -> None:
     parser.add_argument("--environments", type=int, default=100_000)
     parser.add_argument("--descriptor-environments", type=int, default=64_000)
     parser.add_argument("--skip-quests-entropy", action="store_true")
+    parser.add_argument("--skip-entropy", action="store_true", help="descriptors and LTAU only")
     parser.add_argument("--task")
     args = parser.parse_args()
     if args.task:
@@ -119,7 +123,14 @@ def main() -> None:
     print(f"descriptors, {ours['environments']} environments: atomsieve {rate(ours):,.0f}/s on 2 processes "
           f"({rate(one):,.0f}/s on one), quests {rate(ref):,.0f}/s on 2 numba threads "
           f"(ratio {rate(ours) / rate(ref):.2f}; quests compile {ref['compile_seconds']:.1f} s)")
-    exact = child("entropy-exact", args.environments)
+    if not args.skip_entropy:
+        entropy_rows(args, child("entropy-exact", args.environments))
+    bare, full = child("ltau-faiss", 110_000), child("ltau-ours", 110_000)
+    print(f"LTAU, 100,000 training x 10,000 query atoms, k 10, best of 3: bare FAISS search {bare['seconds']:.3f} s, "
+          f"atomsieve {full['seconds']:.3f} s (ratio {full['seconds'] / bare['seconds']:.2f})")
+
+
+def entropy_rows(args, exact: dict) -> None:
     knn = child("entropy-knn", args.environments)
     print(f"entropy, {args.environments} environments, dim 63, h 0.015:")
     print(f"  atomsieve exact: {exact['seconds']:7.1f} s, {exact['max_rss_mb']:6.0f} MB, H = {exact['entropy']:.6f}")
@@ -129,9 +140,6 @@ def main() -> None:
         q = child("entropy-quests", args.environments)
         print(f"  quests:          {q['seconds']:7.1f} s, {q['max_rss_mb']:6.0f} MB, H = {q['entropy']:.6f}")
         print(f"  speed-up vs quests: exact {q['seconds'] / exact['seconds']:.1f}x, knn {q['seconds'] / knn['seconds']:.1f}x")
-    bare, full = child("ltau-faiss", 110_000), child("ltau-ours", 110_000)
-    print(f"LTAU, 100,000 training x 10,000 query atoms, k 10: bare FAISS search {bare['seconds']:.3f} s, "
-          f"atomsieve {full['seconds']:.3f} s (ratio {full['seconds'] / bare['seconds']:.2f})")
 
 
 if __name__ == "__main__":

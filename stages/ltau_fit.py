@@ -7,7 +7,6 @@ index.faiss (the training descriptors' index) and summary.json.
 
 from pathlib import Path
 
-import ase.io
 import numpy as np
 
 from pipeline import ltau

@@ -8,12 +8,15 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
 from pipeline.errors import AtomsieveError, ConfigError, InputError
-from stages.schema import Config, mergeable, validate
+from pipeline.potential import PotentialSpec
+from pipeline.transforms import Transform
+from stages.schema import Config, PotentialConfig, TransformConfig, mergeable, validate
 
 log = logging.getLogger("atomsieve")
 
@@ -50,6 +53,28 @@ def read_images(path: Path) -> list:
     if not frames:
         raise InputError(f"{path}: no images")
     return frames
+
+
+def load_descriptors(path: Path, hashes: list[str]) -> list[np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            index = {h: i for i, h in enumerate(npz["image_hash"])}
+            offsets, values = npz["offsets"], npz["descriptors"]
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: cannot read descriptors (run the descriptors stage first): {err}") from err
+    missing = [h for h in hashes if h not in index]
+    if missing:
+        raise InputError(f"{path}: no descriptors for image {missing[0]} (and {len(missing) - 1} more)")
+    return [values[offsets[index[h]]:offsets[index[h] + 1]] for h in hashes]
+
+
+def potential_of(p: PotentialConfig) -> PotentialSpec:
+    return PotentialSpec(p.type, p.kim_id, tuple(p.species), p.calculator,
+                         json.dumps(p.calculator_kwargs, sort_keys=True), p.skin)
+
+
+def transform_of(t: TransformConfig) -> Transform:
+    return Transform(t.type, tuple(t.a), tuple(t.b), tuple(t.x0))
 
 
 def executor_factory(runtime):

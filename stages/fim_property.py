@@ -11,8 +11,7 @@ from pipeline import parameters
 from pipeline.atomic import staged
 from pipeline.property_fim import parse_targets, property_fim
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, stage_main, summary
-from stages.fim_train import potential_of, transform_of
+from stages.common import as_dict, json_bytes, potential_of, stage_main, summary, transform_of
 from stages.schema import TARGET_METHODS, Config, TargetDerivativeConfig
 
 OUTPUTS = ("fim_property.json", "summary.json")

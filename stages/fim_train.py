@@ -16,29 +16,19 @@ from pipeline import dataset, parameters
 from pipeline.atomic import staged
 from pipeline.errors import InputError
 from pipeline.fim import Derivative
-from pipeline.transforms import Transform
 from pipeline.plots import eigenvalue_spectra
-from pipeline.potential import PotentialSpec
 from pipeline.store import Store
 from pipeline.timing import Timers
 from pipeline.training_fim import masks, quantities, training_fims
-from stages.common import as_dict, executor_factory, json_bytes, read_images, stage_main, summary
-from stages.schema import Config, DerivativeConfig, PotentialConfig, TransformConfig
+from stages.common import (as_dict, executor_factory, json_bytes, potential_of, read_images, stage_main, summary,
+                           transform_of)
+from stages.schema import Config, DerivativeConfig
 
 OUTPUTS = ("fims.extxyz", "fims.npz", "summary.json", "eigenvalues.png")
 
 
-def potential_of(p: PotentialConfig) -> PotentialSpec:
-    return PotentialSpec(p.type, p.kim_id, tuple(p.species), p.calculator,
-                         json.dumps(p.calculator_kwargs, sort_keys=True), p.skin)
-
-
 def derivative_of(d: DerivativeConfig) -> Derivative:
     return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True))
-
-
-def transform_of(t: TransformConfig) -> Transform:
-    return Transform(t.type, tuple(t.a), tuple(t.b), tuple(t.x0))
 
 
 def load_mask(path: Path) -> np.ndarray:

@@ -16,8 +16,7 @@ from pipeline.atomic import staged
 from pipeline.entropy import check_descriptors
 from pipeline.errors import InputError
 from pipeline.timing import Timers
-from stages.common import json_bytes, read_images, stage_main, summary
-from stages.quests import load_descriptors
+from stages.common import json_bytes, load_descriptors, read_images, stage_main, summary
 from stages.schema import Config
 
 OUTPUTS = ("uncertainty.extxyz", "metrics.json", "uncertainty.png", "summary.json")

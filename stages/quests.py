@@ -19,23 +19,10 @@ from pipeline.descriptor_set import descriptor_set
 from pipeline.errors import InputError
 from pipeline.store import Store
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, read_images, stage_main, summary
+from stages.common import as_dict, json_bytes, load_descriptors, read_images, stage_main, summary
 from stages.schema import Config
 
 OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "summary.json")
-
-
-def load_descriptors(path: Path, hashes: list[str]) -> list[np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            index = {h: i for i, h in enumerate(npz["image_hash"])}
-            offsets, values = npz["offsets"], npz["descriptors"]
-    except (OSError, KeyError, ValueError) as err:
-        raise InputError(f"{path}: cannot read descriptors (run the descriptors stage first): {err}") from err
-    missing = [h for h in hashes if h not in index]
-    if missing:
-        raise InputError(f"{path}: no descriptors for image {missing[0]} (and {len(missing) - 1} more)")
-    return [values[offsets[index[h]]:offsets[index[h] + 1]] for h in hashes]
 
 
 def reference(cfg: Config, frames, per_image) -> np.ndarray:

@@ -10,7 +10,8 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.fim import FimTask, as_row_weights, fim_of, jacobian, resolve
 from pipeline.parameters import parse
 from pipeline.potential import make_potential
-from stages.fim_train import derivative_of, potential_of, transform_of
+from stages.common import potential_of, transform_of
+from stages.fim_train import derivative_of
 from stages.schema import DerivativeConfig, PotentialConfig, TransformConfig
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from pipeline.hashing import image_hash
 from stages import fim_train
-from stages.common import load_config
+from stages.common import load_config, potential_of
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 
@@ -145,4 +145,4 @@ def test_bad_input(tmp_path, change, overrides, message):
 
 def test_committed_example_config_parses():
     cfg = load_config(ROOT / "params.yaml")
-    assert json.loads(fim_train.potential_of(cfg.potential).calculator_kwargs) == {}
+    assert json.loads(potential_of(cfg.potential).calculator_kwargs) == {}

@@ -4,10 +4,10 @@ and every atom's delta entropy against a reference set.
 Inputs ``--descriptors`` (outputs/descriptors/descriptors.npz) and ``--images``
 (outputs/hash/images.extxyz). Outputs in ``--out`` (outputs/quests), all or none:
 metrics.json (DVC metrics), delta_entropy.extxyz (per-atom
-``quests_delta_entropy_score``), delta_entropy.png and summary.json.
+``quests_delta_entropy_score`` and its sampling standard error ``quests_delta_entropy_stderr``,
+0 where exact), delta_entropy.png and summary.json.
 """
 
-import math
 from pathlib import Path
 
 import ase.io
@@ -45,21 +45,22 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
     x = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
     ref = entropy.check_descriptors(reference(cfg, frames, per_image), f"quests.reference={q.reference}")
+    args = (q.bandwidth, q.method, q.batch_size, q.knn_k, q.knn_far_samples, q.seed)
     with timers("entropy"):
-        log_p_x, bound_x = entropy.log_p(x, x, q.bandwidth, q.method, q.batch_size, q.knn_k)
+        own = entropy.kernel_sums(x, x, *args)
     with timers("delta_entropy"):
-        log_p_y, bound_y = entropy.log_p(x, ref, q.bandwidth, q.method, q.batch_size, q.knn_k)
-    d_h = entropy.delta_entropy(log_p_y, q.legacy_inf)
-    h = entropy.entropy(log_p_x)
-    metrics = {"entropy": h, "efficiency": h / math.log(len(x)) if len(x) > 1 else 0.0,
-               "diversity": entropy.diversity(log_p_x), "environments": len(x), "reference_environments": len(ref),
+        against = entropy.kernel_sums(x, ref, *args)
+    d_h = entropy.delta_entropy(against.log_p, q.legacy_inf)
+    metrics = {**as_dict(entropy.scores(own)), "environments": len(x), "reference_environments": len(ref),
                "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
-               "method": q.method, "knn_max_rel_error": max(bound_x, bound_y)}
+               "delta_entropy_stderr_max": float(np.max(against.stderr)), "method": q.method,
+               "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound)}
     with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_summary), timers("write"):
         t_metrics.write_bytes(json_bytes(metrics))
         start = 0
         for atoms in frames:
             atoms.arrays["quests_delta_entropy_score"] = d_h[start:start + len(atoms)]
+            atoms.arrays["quests_delta_entropy_stderr"] = against.stderr[start:start + len(atoms)]
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
         plots.histogram(d_h, t_png, "delta entropy dH (nats)", f"dH against {q.reference}")

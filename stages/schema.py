@@ -124,8 +124,10 @@ class DescriptorConfig:
 class QuestsConfig:
     bandwidth: float = 0.015  # Gaussian kernel bandwidth, in descriptor units (1/Å)
     method: str = "exact"  # exact | knn
-    batch_size: int = 4096  # exact: rows per block (memory ~ 2 * 8 * batch_size^2 bytes per thread)
-    knn_k: int = 100  # knn: neighbours kept per point
+    batch_size: int = 1024  # exact: rows per block (memory ~ 2 * 8 * batch_size^2 bytes per thread)
+    knn_k: int = 32  # knn: nearest neighbours summed exactly per point
+    knn_far_samples: int = 2048  # knn: reference points sampled per 256 queries for the rest; 0: truncate
+    seed: int = 0  # knn: seed of the far-field samples
     reference: str = "train"  # train | all | an extxyz file: the set dH is measured against
     legacy_inf: bool = False  # dH = +inf where the plain kernel sum underflows (as the quests package)
 

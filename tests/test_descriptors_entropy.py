@@ -81,18 +81,60 @@ def test_entropy_diversity_and_delta_entropy_equal_quests():
         np.testing.assert_array_equal(np.isinf(legacy), ~finite)
 
 
-def test_knn_equals_exact_with_all_neighbours_and_stays_within_its_bound():
+def clustered(n, dim, seed):
+    """Points in a few clusters as wide as the bandwidth below: every kernel sum is spread over
+    hundreds of points, so truncating to a few neighbours is badly biased."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=0.1, size=(5, dim))
+    return centres[rng.integers(0, 5, n)] + rng.normal(scale=0.01, size=(n, dim))
+
+
+def test_knn_truncation_equals_exact_with_all_neighbours_and_stays_within_its_bound():
     pytest.importorskip("faiss", reason="faiss-cpu not installed")
     rng = np.random.default_rng(5)
     x = rng.normal(scale=0.05, size=(800, 20))
     exact = entropy.log_kernel_sums(x, x, 0.05, 128)
-    full = entropy.knn_log_kernel_sums(x, x, 0.05, len(x))
-    assert full.max_rel_error == 0.0
-    np.testing.assert_allclose(full.log_p, exact, rtol=1e-5)  # float32 distances in FAISS
+    full = entropy.knn_sums(x, x, 0.05, len(x), 0)
+    assert full.truncation_bound == 0.0
+    np.testing.assert_allclose(full.log_p, exact, rtol=0, atol=1e-12)  # near-field distances in float64
     for k in (5, 50):
-        part = entropy.knn_log_kernel_sums(x, x, 0.05, k)
+        part = entropy.knn_sums(x, x, 0.05, k, 0)
         true_rel = np.exp(exact - part.log_p) - 1
-        assert np.all(true_rel <= part.max_rel_error * (1 + 1e-4) + 1e-5)
+        assert np.all(true_rel <= part.truncation_bound * (1 + 1e-9))
+
+
+def test_knn_sampling_every_reference_point_is_exact():
+    pytest.importorskip("faiss", reason="faiss-cpu not installed")
+    x = clustered(1500, 8, 0)
+    y = np.concatenate([clustered(300, 8, 1), np.full((2, 8), 3.0)])  # two outliers far from all of x
+    for q, exact in ((x, entropy.log_kernel_sums(x, x, 0.02)), (y, entropy.log_kernel_sums(y, x, 0.02))):
+        sums = entropy.knn_sums(q, x, 0.02, 10, len(x))  # all of x sampled: near-field points counted once
+        # far field in float32 about the mean: |dz| <~ 4 max|x - mean|^2 eps32 / 2h^2 = 4e-5 here
+        np.testing.assert_allclose(sums.log_p, exact, rtol=0, atol=4e-5)
+        assert not np.any(sums.stderr) and sums.sum_var == (0.0, 0.0)
+    s = entropy.scores(entropy.knn_sums(x, x, 0.02, 10, len(x)))
+    assert s.entropy_stderr == 0.0 and s.diversity_stderr == 0.0
+
+
+@pytest.mark.parametrize("approximate_from", [10**9, 1000])  # exact kNN; inverted-file kNN
+def test_knn_sampled_sums_are_unbiased_with_calibrated_errors(approximate_from):
+    pytest.importorskip("faiss", reason="faiss-cpu not installed")
+    x, h = clustered(3000, 8, 2), 0.02
+    exact = entropy.log_kernel_sums(x, x, h)
+    h_true, d_true = entropy.entropy(exact), entropy.diversity(exact)
+    truncated = entropy.entropy(entropy.knn_sums(x, x, h, 8, 0).log_p)
+    assert truncated - h_true > 0.5  # truncation alone is far off here
+    runs = [entropy.knn_sums(x, x, h, 8, 300, seed, approximate_from) for seed in range(16)]
+    z = np.concatenate([(r.log_p - exact) / r.stderr for r in runs])
+    assert 0.5 < np.mean(z ** 2) < 2.0  # per-point standard errors match the actual errors
+    s = [entropy.scores(r) for r in runs]
+    h_err = np.array([v.entropy - h_true for v in s])
+    d_err = np.array([v.diversity - d_true for v in s])
+    h_se, d_se = np.mean([v.entropy_stderr for v in s]), np.mean([v.diversity_stderr for v in s])
+    assert 0.5 < np.std(h_err) / h_se < 2.0 and 0.5 < np.std(d_err) / d_se < 2.0
+    mean_se = 4 / np.sqrt(len(runs))  # 4 standard errors of a mean of 16
+    assert abs(np.mean(h_err)) < mean_se * h_se and abs(np.mean(d_err)) < mean_se * d_se
+    assert np.max(np.abs(h_err)) / h_true < 1e-2
 
 
 def test_bad_descriptors():
@@ -102,3 +144,11 @@ def test_bad_descriptors():
         entropy.check_descriptors(np.zeros((0, 3)), "d.npz")
     with pytest.raises(InputError, match="dimension 3 does not match the reference's 4"):
         entropy.log_kernel_sums(np.zeros((2, 3)), np.zeros((2, 4)), 0.1)
+    with pytest.raises(InputError, match="dimension 3 does not match the reference's 4"):
+        entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 4)), 0.1, 1, 10)
+
+
+@pytest.mark.parametrize("k, far", [(0, 10), (1, -1)])
+def test_bad_knn_settings(k, far):
+    with pytest.raises(ConfigError, match=f"knn_k >= 1 and knn_far_samples >= 0, got 0.1, {k}, {far}"):
+        entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 3)), 0.1, k, far)

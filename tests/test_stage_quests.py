@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import ase.io
 import numpy as np
@@ -77,3 +78,18 @@ def test_bad_inputs(prepared):
         last = proc.stderr.strip().splitlines()[-1]
         assert proc.returncode == 1 and message in last, proc.stderr
         assert not out.exists()
+
+
+def test_knn_method_agrees_with_exact_within_its_standard_errors(prepared):
+    cfg, tmp = prepared
+    inputs = (tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
+    quests.run(cfg, tmp / "exact", *inputs)
+    knn = replace(cfg, quests=replace(cfg.quests, method="knn", knn_k=3, knn_far_samples=20))
+    quests.run(knn, tmp / "knn", *inputs)
+    exact, m = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn"))
+    assert exact["entropy_stderr"] == 0.0 and exact["knn_truncation_bound"] == 0.0
+    assert 0 < m["entropy_stderr"] and abs(m["entropy"] - exact["entropy"]) < 5 * m["entropy_stderr"]
+    assert 0 < m["diversity_stderr"] and abs(m["diversity"] - exact["diversity"]) < 5 * m["diversity_stderr"]
+    frames = ase.io.read(tmp / "knn/delta_entropy.extxyz", ":")
+    err = np.concatenate([a.arrays["quests_delta_entropy_stderr"] for a in frames])
+    assert np.all(err >= 0) and m["delta_entropy_stderr_max"] == pytest.approx(np.max(err), abs=1e-8)

@@ -8,8 +8,8 @@ all 9 SW parameters; forces; central differences (2P evaluations, rel_step 1e-4)
 Per image it prints:
 - floor: (2P+1) x one kimpy force evaluation of a 64-atom cell, measured here;
 - atomsieve compute: fim_of in one process (one model, parameters set in place);
-- atomsieve stage path: training_fims with a fresh store (encode, fsync, rename of
-  every entry): serial; on a 2-worker process pool, forced (pool start-up included);
+- atomsieve stage path: training_fims with a fresh store (every entry encoded, written
+  in segments of up to 256 with one fsync each): serial; on a 2-worker process pool, forced (pool start-up included);
   and as the stage runs by default ("auto": workers only for more than 2 s of work);
 - baseline: Orchestrator-style, an ASE KIM calculator created per image and
   numdifftools' default Jacobian, on the first --baseline-images images.

@@ -3,14 +3,16 @@
 The key of an entry is the hash of an image identity and a computation fingerprint
 (kind, parameters, library version). Entries are written atomically, so several
 processes may write, even the same key, at once; a reader verifies every entry (key
-and content digest) and treats a damaged one as missing. ``pack`` gathers every entry
-into one archive with an index, which lookups read once instead of rescanning.
+and content digest) and treats a damaged one as missing. ``put`` writes one loose
+entry; ``get_or_compute`` writes its results in segments, packs of up to
+SEGMENT_ENTRIES entries or SEGMENT_SECONDS of work, one fsync each instead of one per
+entry. ``pack`` gathers every entry into one pack. Lookups read each index once.
 
 Layout under the root::
 
     objects/ab/<key>.npz        loose entries
-    packs/pack-<id>.pack        concatenated entries
-    packs/pack-<id>.idx         JSON index {key: [offset, length]}, written last
+    packs/pack-<ns>-<id>.pack   concatenated entries (<ns>: creation time, so later wins)
+    packs/pack-<ns>-<id>.idx    JSON index {key: [offset, length]}, written last
     tmp/                        writes in progress
 """
 
@@ -40,6 +42,9 @@ Arrays = dict[str, np.ndarray]
 _META = "__atomsieve__"
 STORE_FORMAT = 1
 STALE_TMP_SECONDS = 3600.0
+SEGMENT_ENTRIES = 256
+SEGMENT_BYTES = 64 << 20
+SEGMENT_SECONDS = 5.0
 
 
 def canonical_json(value) -> str:
@@ -93,6 +98,10 @@ def decode(key: str, data: bytes) -> Arrays:
     for a in arrays.values():
         a.setflags(write=False)
     return arrays
+
+
+def _pack_name() -> str:
+    return f"pack-{time.time_ns():020d}-{secrets.token_hex(4)}"
 
 
 def _frozen(arrays: Arrays) -> Arrays:
@@ -191,6 +200,24 @@ class Store:
         except OSError as err:
             raise StoreError(f"store {self.root}: cannot write entry {key}: {err}") from err
 
+    def put_segment(self, entries: Mapping[str, bytes]) -> None:
+        """Write encoded entries as one pack (atomic: its index is written last)."""
+        if not entries:
+            return
+        packs, index, offset = self.root / "packs", {}, 0
+        for key, data in entries.items():
+            index[key] = [offset, len(data)]
+            offset += len(data)
+        name = _pack_name()
+        try:
+            packs.mkdir(parents=True, exist_ok=True)
+            (self.root / "tmp").mkdir(exist_ok=True)
+            write_bytes(packs / f"{name}.pack", b"".join(entries.values()), tmp_dir=self.root / "tmp", durable=False)
+            write_bytes(packs / f"{name}.idx", canonical_json(index).encode(), tmp_dir=self.root / "tmp",
+                        durable=False)
+        except OSError as err:
+            raise StoreError(f"store {self.root}: cannot write {len(entries)} entries: {err}") from err
+
     def get_or_compute(
         self,
         keys: Sequence[str],
@@ -206,8 +233,9 @@ class Store:
         :func:`pipeline.executors.open_executor`); with None, work is done here. With
         ``min_parallel_seconds`` > 0 the first missing item is computed here and
         timed, and the executor is made only if the rest is expected to take longer
-        than that (starting workers costs about a second). Each result is stored as
-        soon as it arrives, so an interrupted run keeps what it finished.
+        than that (starting workers costs about a second). Results are stored in
+        segments as they arrive, and what is buffered is stored also when the run
+        fails or is interrupted; a killed run loses at most one segment's work.
         """
         if len(keys) != len(payloads):
             raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
@@ -217,23 +245,39 @@ class Store:
             if r is None:
                 todo.setdefault(k, i)
         pending = list(todo.items())
+        buffer: dict[str, bytes] = {}
+        flushed, size = time.monotonic(), 0
+
+        def flush() -> None:
+            nonlocal flushed, size
+            self.put_segment(buffer)
+            buffer.clear()
+            flushed, size = time.monotonic(), 0
+
         with tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
 
             def keep(key: str, arrays: Arrays) -> None:
-                self.put(key, arrays)
+                nonlocal size
+                buffer[key] = encode(key, arrays)
+                size += len(buffer[key])
                 results[todo[key]] = _frozen(arrays)
                 bar.update()
+                if len(buffer) >= SEGMENT_ENTRIES or size >= SEGMENT_BYTES or time.monotonic() - flushed > SEGMENT_SECONDS:
+                    flush()
 
-            if executor is not None and min_parallel_seconds > 0 and pending:
-                (key, i), pending = pending[0], pending[1:]
-                start = time.perf_counter()
-                keep(key, fn(payloads[i]))
-                if (time.perf_counter() - start) * len(pending) < min_parallel_seconds:
-                    log.info("%s: %d items left, too little work for workers; computing here", desc, len(pending))
-                    executor = None
-            with executor() if pending and executor is not None else nullcontext(None) as ex:
-                for key, arrays in self._compute(pending, payloads, fn, ex):
-                    keep(key, arrays)
+            try:
+                if executor is not None and min_parallel_seconds > 0 and pending:
+                    (key, i), pending = pending[0], pending[1:]
+                    start = time.perf_counter()
+                    keep(key, fn(payloads[i]))
+                    if (time.perf_counter() - start) * len(pending) < min_parallel_seconds:
+                        log.info("%s: %d items left, too little work for workers; computing here", desc, len(pending))
+                        executor = None
+                with executor() if pending and executor is not None else nullcontext(None) as ex:
+                    for key, arrays in self._compute(pending, payloads, fn, ex):
+                        keep(key, arrays)
+            finally:
+                flush()
         done = {k: results[i] for k, i in todo.items()}
         return Fetched(tuple(r if r is not None else done[k] for k, r in zip(keys, results)), len(todo))
 
@@ -276,8 +320,8 @@ class Store:
         )
 
     def gc(self, stale_seconds: float = STALE_TMP_SECONDS) -> dict[str, int]:
-        """Remove temporary files older than ``stale_seconds``, damaged loose entries
-        and packs without an index. Returns counts of what was removed."""
+        """Remove temporary files and packs without an index older than
+        ``stale_seconds``, and damaged loose entries. Returns counts of what was removed."""
         removed = {"temp_files": 0, "damaged_entries": 0, "orphan_packs": 0}
         with self._locked():
             now = time.time()
@@ -291,8 +335,8 @@ class Store:
                 except ValueError:
                     path.unlink(missing_ok=True)
                     removed["damaged_entries"] += 1
-            for pack in (self.root / "packs").glob("pack-*.pack"):
-                if not pack.with_suffix(".idx").exists():
+            for pack in (self.root / "packs").glob("pack-*.pack"):  # a writer's index may be on its way
+                if not pack.with_suffix(".idx").exists() and now - pack.stat().st_mtime > stale_seconds:
                     pack.unlink(missing_ok=True)
                     removed["orphan_packs"] += 1
         return removed
@@ -321,7 +365,7 @@ class Store:
                 return 0
             packs = self.root / "packs"
             packs.mkdir(parents=True, exist_ok=True)
-            name = f"pack-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+            name = _pack_name()
             index, offset = {}, 0
             for key, data in entries.items():
                 index[key] = [offset, len(data)]

@@ -162,3 +162,75 @@ def test_pack_index_is_read_once(tmp_path, monkeypatch):
     for i in range(5):
         assert reader.get(f"{i:040x}") is not None
     assert len([p for p in reads if p.suffix == ".idx"]) == 1
+
+
+def test_results_are_stored_in_segments_and_read_back_by_a_new_reader(tmp_path):
+    store = Store(tmp_path)
+    keys = [f"{i:040x}" for i in range(600)]
+    fetched = store.get_or_compute(keys, list(range(600)), lambda i: expected(i, 4))
+    assert fetched.computed == 600
+    info = Store(tmp_path).info()
+    assert (info.loose_entries, info.packs, info.packed_entries) == (0, 3, 600)  # 256 + 256 + 88
+    fresh = Store(tmp_path)
+    for i in (0, 255, 256, 599):
+        np.testing.assert_array_equal(fresh.get(keys[i])["x"], expected(i, 4)["x"])
+    assert fresh.get_or_compute(keys, list(range(600)), lambda i: pytest.fail("recomputed")).computed == 0
+
+
+def test_a_failing_run_keeps_what_it_finished(tmp_path):
+    keys = [f"{i:040x}" for i in range(50)]
+
+    def fails_at_30(i):
+        if i == 30:
+            raise RuntimeError("boom")
+        return expected(i, 4)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Store(tmp_path).get_or_compute(keys, list(range(50)), fails_at_30)
+    calls = []
+    again = Store(tmp_path).get_or_compute(keys, list(range(50)), lambda i: calls.append(i) or expected(i, 4))
+    assert calls == list(range(30, 50)) and again.computed == 20
+
+
+def test_a_recomputed_packed_entry_wins_over_its_damaged_copy(tmp_path, caplog):
+    store, key = Store(tmp_path), "c" * 40
+    store.get_or_compute([key], [5], lambda i: expected(i, 1000))
+    pack = next((tmp_path / "packs").glob("*.pack"))
+    data = pack.read_bytes()
+    i = data.index(np.full(1, 5.0).tobytes() * 8)
+    pack.write_bytes(data[:i] + b"\x00" * 8 + data[i + 8:])
+    fresh = Store(tmp_path)
+    assert fresh.get_or_compute([key], [6], lambda i: expected(i, 1000)).computed == 1
+    assert "damaged packed entry" in caplog.text
+    np.testing.assert_array_equal(Store(tmp_path).get(key)["x"], expected(6, 1000)["x"])
+    assert Store(tmp_path).pack() == 1 and Store(tmp_path).get(key)["x"][0] == 6.0
+
+
+SEGMENT_WRITER = """
+import sys, time, numpy as np
+from pipeline.store import Store
+keys = [f"{i:040x}" for i in range(2000)]
+def slow(i):
+    time.sleep(0.002)
+    return {"x": np.full(100_000, float(i)), "i": np.array([i])}
+Store(sys.argv[1]).get_or_compute(keys, list(range(2000)), slow)
+"""
+
+
+@pytest.mark.heavy
+def test_sigkill_mid_run_loses_at_most_the_unwritten_segment(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", SEGMENT_WRITER, str(tmp_path)], env=env)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store, readable = Store(tmp_path), 0
+    for i in range(2000):  # every key reads as absent or as its full, correct value
+        got = store.get(f"{i:040x}")
+        if got is not None:
+            np.testing.assert_array_equal(got["x"], expected(i, 100_000)["x"])
+            readable += 1
+    assert 0 < readable < 2000, "the run was not interrupted between segments"
+    store.gc(stale_seconds=0)
+    assert not list((tmp_path / "tmp").glob("*.tmp"))
+    assert all(p.with_suffix(".idx").exists() for p in (tmp_path / "packs").glob("*.pack"))

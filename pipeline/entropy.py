@@ -143,7 +143,8 @@ def _lse(z: np.ndarray) -> np.ndarray:
 
 
 def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
-    """Sampled far field of one block of queries: (log p, var of p / p², g1, g2)."""
+    """Sampled far field of one block of queries: corrected log p (B,), relative variance of p
+    (B,), and the sample variances (2,) of g_j = Σ_i z_ij / p_i and Σ_i z_ij / p_i²."""
     m = len(sample)
     z = y @ xs.T
     z *= 2.0

@@ -262,7 +262,8 @@ class Store:
                 size += len(buffer[key])
                 results[todo[key]] = _frozen(arrays)
                 bar.update()
-                if len(buffer) >= SEGMENT_ENTRIES or size >= SEGMENT_BYTES or time.monotonic() - flushed > SEGMENT_SECONDS:
+                full = len(buffer) >= SEGMENT_ENTRIES or size >= SEGMENT_BYTES
+                if full or time.monotonic() - flushed > SEGMENT_SECONDS:
                     flush()
 
             try:

@@ -98,6 +98,8 @@ def as_dict(cfg) -> dict:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FAISS logs its fallback from the AVX2 build as a ModuleNotFoundError at INFO, which alarms
+    logging.getLogger("faiss.loader").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def stage_main(name: str, run: Callable[..., dict], default_out: str, **inputs: str) -> None:

@@ -25,9 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from pipeline.errors import BackendMissing, ConfigError, InputError, check_choice
+from pipeline.errors import ConfigError, InputError, check_choice
+from pipeline.faiss_backend import load_faiss
 
 METHODS = ("exact", "knn")
 THREADS = 2
@@ -96,14 +98,6 @@ def exact_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int) -> Kerne
     return KernelSums(lp, np.zeros(len(lp)), 0.0)
 
 
-def _faiss():
-    try:
-        import faiss
-    except ImportError as err:
-        raise BackendMissing("quests.method=knn needs FAISS: pip install faiss-cpu") from err
-    return faiss
-
-
 def nearest(y: np.ndarray, x: np.ndarray, k: int, approximate_from: int = IVF_FROM) -> np.ndarray:
     """Indices (M, k) of each y's k nearest x; -1 where fewer were found.
 
@@ -111,7 +105,7 @@ def nearest(y: np.ndarray, x: np.ndarray, k: int, approximate_from: int = IVF_FR
     inverted file (IndexIVFFlat, 4√N lists, NPROBE probed), whose misses only move
     terms from the exact near field to the sampled far field.
     """
-    faiss, d = _faiss(), x.shape[1]
+    faiss, d = load_faiss("quests.method=knn"), x.shape[1]
     x32, y32 = (np.ascontiguousarray(a, dtype=np.float32) for a in (x, y))
     if len(x) < approximate_from:
         index = faiss.IndexFlatL2(d)
@@ -133,13 +127,6 @@ def _near_field(y: np.ndarray, x: np.ndarray, idx: np.ndarray, h: float) -> np.n
         return np.where(j >= 0, np.einsum("ijk,ijk->ij", diff, diff) / (-2.0 * h * h), -np.inf)
 
     return np.concatenate(_threads(block, range(0, len(y), 2048)))
-
-
-def _lse(z: np.ndarray) -> np.ndarray:
-    top = np.max(z, axis=1)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
 
 
 def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
@@ -184,15 +171,15 @@ def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, s
                           f"got {h}, {k}, {far_samples}")
     if y.shape[1] != x.shape[1]:
         raise InputError(f"descriptors: dimension {y.shape[1]} does not match the reference's {x.shape[1]}")
-    idx = nearest(y, x, k, approximate_from if far_samples else len(x) + 1)
+    centre = x.mean(axis=0)
+    x32, y32 = ((a - centre).astype(np.float32) for a in (x, y))  # distances are unchanged by the shift
+    idx = nearest(y32, x32, k, approximate_from if far_samples else len(x) + 1)
     z_near = _near_field(y, x, idx, h)
-    log_near = _lse(z_near)
+    log_near = logsumexp(z_near, axis=1)
     if not far_samples:
         omitted = (len(x) - idx.shape[1]) * np.exp(z_near[:, -1] - log_near) if len(x) > idx.shape[1] else 0.0
         return KernelSums(log_near, np.zeros(len(y)), float(np.max(omitted)))
     n, m = len(x), min(far_samples, len(x))
-    centre = x.mean(axis=0)
-    x32, y32 = ((a - centre).astype(np.float32) for a in (x, y))
     x_sq = np.einsum("ij,ij->i", x32, x32)
     rng = np.random.default_rng(seed)
     starts = range(0, len(y), FAR_BLOCK)
@@ -224,8 +211,7 @@ def entropy(log_p_self: np.ndarray) -> float:
 
 def diversity(log_p_self: np.ndarray) -> float:
     """D = ln Σ 1/p(x_i), as a log-sum-exp."""
-    top = float(np.max(-log_p_self))
-    return top + math.log(float(np.sum(np.exp(-log_p_self - top))))
+    return float(logsumexp(-log_p_self))
 
 
 @dataclass(frozen=True)

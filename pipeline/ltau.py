@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import BackendMissing, ConfigError, InputError, check_choice
+from pipeline.errors import ConfigError, InputError, check_choice
+from pipeline.faiss_backend import load_faiss
 
 SPACINGS = ("log", "linear")
 INDEXES = ("Flat", "HNSW", "IVFPQ")
@@ -81,18 +82,10 @@ def fit_pdfs(errors: np.ndarray, nbins: int, spacing: str, lo: float | None = No
     return Fit(edges, mids, counts.reshape(errors.shape[0], nbins) / errors.shape[1], clipped)
 
 
-def _faiss():
-    try:
-        import faiss
-    except ImportError as err:
-        raise BackendMissing("LTAU needs FAISS: pip install faiss-cpu") from err
-    return faiss
-
-
 def build_index(train: np.ndarray, kind: str, args: dict):
     """A FAISS index of the training descriptors: ``Flat`` (exact), ``HNSW`` (args M,
     efConstruction, efSearch) or ``IVFPQ`` (args nlist, m, nbits, nprobe)."""
-    faiss = _faiss()
+    faiss = load_faiss("LTAU")
     check_choice("ltau.index", kind, INDEXES)
     d, x = train.shape[1], np.ascontiguousarray(train, dtype=np.float32)
     allowed = {"Flat": set(), "HNSW": {"M", "efConstruction", "efSearch"}, "IVFPQ": {"nlist", "m", "nbits", "nprobe"}}
@@ -137,11 +130,11 @@ def uncertainty(fit: Fit, found: np.ndarray) -> np.ndarray:
 
 
 def write_index(index, path) -> None:
-    _faiss().write_index(index, str(path))
+    load_faiss("LTAU").write_index(index, str(path))
 
 
 def read_index(path):
     try:
-        return _faiss().read_index(str(path))
+        return load_faiss("LTAU").read_index(str(path))
     except RuntimeError as err:
         raise InputError(f"{path}: cannot read the FAISS index (run ltau_fit first): {err}") from err

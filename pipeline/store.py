@@ -364,21 +364,14 @@ class Store:
                 entries[path.stem] = data
             if not entries:
                 return 0
-            packs = self.root / "packs"
-            packs.mkdir(parents=True, exist_ok=True)
-            name = _pack_name()
-            index, offset = {}, 0
-            for key, data in entries.items():
-                index[key] = [offset, len(data)]
-                offset += len(data)
-            write_bytes(packs / f"{name}.pack", b"".join(entries.values()))
-            write_bytes(packs / f"{name}.idx", canonical_json(index).encode())
+            self.put_segment(entries)
+            fsync_dir(self.root / "packs")  # the new pack's renames are durable before anything is removed
             for path in loose:
                 if path.stem in entries:
                     path.unlink(missing_ok=True)
             for pack in old_packs:
                 pack.with_suffix(".idx").unlink(missing_ok=True)
                 pack.unlink(missing_ok=True)
-            fsync_dir(packs)
+            fsync_dir(self.root / "packs")
             self._load_index()
             return len(entries)

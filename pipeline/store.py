@@ -348,7 +348,7 @@ class Store:
         only after both are in place."""
         with self._locked():
             self._load_index()
-            old_packs = {p for p, _, _ in self._index.values()}
+            old_packs = {idx.with_suffix(".pack") for idx in self._indexed}  # superseded ones too
             entries: dict[str, bytes] = {}
             for key in sorted(self._index):
                 arrays = self._get_packed(key)

@@ -204,6 +204,7 @@ def test_a_recomputed_packed_entry_wins_over_its_damaged_copy(tmp_path, caplog):
     assert "damaged packed entry" in caplog.text
     np.testing.assert_array_equal(Store(tmp_path).get(key)["x"], expected(6, 1000)["x"])
     assert Store(tmp_path).pack() == 1 and Store(tmp_path).get(key)["x"][0] == 6.0
+    assert Store(tmp_path).info().packs == 1  # the superseded segment went too
 
 
 SEGMENT_WRITER = """

@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pipeline import __version__
 from pipeline.errors import AtomsieveError, ConfigError, InputError
 from pipeline.potential import PotentialSpec
+from pipeline.timing import Timers
 from pipeline.transforms import Transform
 from stages.schema import Config, PotentialConfig, TransformConfig, mergeable, validate
 
@@ -86,9 +87,14 @@ def executor_factory(runtime):
     return partial(open_executor, runtime.executor, runtime.workers, runtime.dask.address)
 
 
-def summary(stage: str, params: dict, counts: dict, timings: dict) -> dict:
-    """The small JSON every stage writes: what it was asked, what it did, how long."""
-    return {"stage": stage, "version": __version__, "params": params, "counts": counts, "timings": timings}
+def write_summary(path: Path, stage: str, params: dict, counts: dict, timers: Timers,
+                  extra: dict | None = None) -> dict:
+    """Write the small JSON every stage writes (what it was asked, what it did, how long,
+    and any ``extra`` keys) to ``path``; return it."""
+    done = {"stage": stage, "version": __version__, "params": params, "counts": counts, "timings": timers.as_dict(),
+            **(extra or {})}
+    path.write_bytes(json_bytes(done))
+    return done
 
 
 def as_dict(cfg) -> dict:

@@ -15,7 +15,7 @@ from pipeline.atomic import staged
 from pipeline.descriptor_set import descriptor_set
 from pipeline.store import Store
 from pipeline.timing import Timers
-from stages.common import as_dict, executor_factory, json_bytes, read_images, stage_main, summary
+from stages.common import as_dict, executor_factory, read_images, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("descriptors.npz", "descriptors.extxyz", "summary.json")
@@ -35,8 +35,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         for atoms, lo, hi in zip(frames, result.offsets[:-1], result.offsets[1:]):
             atoms.arrays["descriptors"] = result.values[lo:hi]
         ase.io.write(t_xyz, frames, format="extxyz")
-        done = summary("descriptors", as_dict(d), counts, timers.as_dict())
-        t_summary.write_bytes(json_bytes(done))
+        done = write_summary(t_summary, "descriptors", as_dict(d), counts, timers)
     return done
 
 

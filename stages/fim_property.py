@@ -11,7 +11,7 @@ from pipeline import parameters
 from pipeline.atomic import staged
 from pipeline.property_fim import parse_targets, property_fim
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, potential_of, stage_main, summary, transform_of
+from stages.common import as_dict, json_bytes, potential_of, stage_main, transform_of, write_summary
 from stages.schema import TARGET_METHODS, Config, TargetDerivativeConfig
 
 OUTPUTS = ("fim_property.json", "summary.json")
@@ -36,9 +36,8 @@ def run(cfg: Config, out: Path) -> dict:
     params = {"potential": as_dict(cfg.potential), "target": as_dict(cfg.target)}
     with staged([out / name for name in OUTPUTS]) as (t_json, t_summary):
         t_json.write_bytes(json_bytes(data))
-        result_summary = {**summary("fim_property", params, counts, timers.as_dict()), "values": data["values"]}
-        t_summary.write_bytes(json_bytes(result_summary))
-    return result_summary
+        done = write_summary(t_summary, "fim_property", params, counts, timers, {"values": data["values"]})
+    return done
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from pipeline.plots import eigenvalue_spectra
 from pipeline.store import Store
 from pipeline.timing import Timers
 from pipeline.training_fim import masks, quantities, training_fims
-from stages.common import (as_dict, executor_factory, json_bytes, potential_of, read_images, stage_main, summary,
-                           transform_of)
+from stages.common import (as_dict, executor_factory, potential_of, read_images, stage_main, transform_of,
+                           write_summary)
 from stages.schema import Config, DerivativeConfig
 
 OUTPUTS = ("fims.extxyz", "fims.npz", "summary.json", "eigenvalues.png")
@@ -64,9 +64,8 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
                      extent=np.array([lab["extent"] for lab in labels]))
         eigenvalue_spectra(result.fims, t_png, f"FIM eigenvalues ({', '.join(sorted(set(kinds)))})")
         params = {"potential": as_dict(cfg.potential), "fim": as_dict(f)}
-        result_summary = {**summary("fim_train", params, counts, timers.as_dict()), "labels": result.labels}
-        t_summary.write_bytes(json_bytes(result_summary))
-    return result_summary
+        done = write_summary(t_summary, "fim_train", params, counts, timers, {"labels": result.labels})
+    return done
 
 
 def main() -> None:

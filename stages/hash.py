@@ -12,7 +12,7 @@ import ase.io
 from pipeline import dataset
 from pipeline.atomic import staged
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, stage_main, summary
+from stages.common import as_dict, json_bytes, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("images.extxyz", "manifest.json", "metrics.json", "summary.json")
@@ -39,9 +39,8 @@ def run(cfg: Config, out: Path) -> dict:
             ase.io.write(t_images, images, format="extxyz")
             t_manifest.write_bytes(json_bytes(dataset.manifest(ds, split)))
             t_metrics.write_bytes(json_bytes(counts))
-        result = summary("hash", as_dict(d), counts, timers.as_dict())
-        t_summary.write_bytes(json_bytes(result))
-    return result
+        done = write_summary(t_summary, "hash", as_dict(d), counts, timers)
+    return done
 
 
 def main() -> None:

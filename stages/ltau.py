@@ -16,7 +16,7 @@ from pipeline.atomic import staged
 from pipeline.entropy import check_descriptors
 from pipeline.errors import InputError
 from pipeline.timing import Timers
-from stages.common import json_bytes, load_descriptors, read_images, stage_main, summary
+from stages.common import json_bytes, load_descriptors, read_images, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("uncertainty.extxyz", "metrics.json", "uncertainty.png", "summary.json")
@@ -49,8 +49,7 @@ def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> d
         ase.io.write(t_xyz, frames, format="extxyz")
         t_metrics.write_bytes(json_bytes(metrics))
         plots.histogram(score, t_png, "LTAU force uncertainty (eV/Å)", "per-atom uncertainty")
-        done = summary("ltau", {"k": cfg.ltau.k}, metrics, timers.as_dict())
-        t_summary.write_bytes(json_bytes(done))
+        done = write_summary(t_summary, "ltau", {"k": cfg.ltau.k}, metrics, timers)
     return done
 
 

@@ -18,7 +18,7 @@ from pipeline.errors import InputError
 from pipeline.hashing import image_hashes
 from pipeline.store import Store
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, stage_main, summary
+from stages.common import as_dict, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("fit.npz", "index.faiss", "summary.json")
@@ -48,8 +48,7 @@ def run(cfg: Config, out: Path) -> dict:
         with open(t_npz, "wb") as fh:
             np.savez(fh, edges=fit.edges, midpoints=fit.midpoints, pdfs=fit.pdfs)
         ltau.write_index(index, t_index)
-        done = summary("ltau_fit", {"ltau": as_dict(c), "descriptors": as_dict(d)}, counts, timers.as_dict())
-        t_summary.write_bytes(json_bytes(done))
+        done = write_summary(t_summary, "ltau_fit", {"ltau": as_dict(c), "descriptors": as_dict(d)}, counts, timers)
     return done
 
 

@@ -18,7 +18,7 @@ from pipeline.atomic import staged
 from pipeline.errors import InputError
 from pipeline.matching import match
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, read_images, stage_main, summary
+from stages.common import as_dict, json_bytes, read_images, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("weights.json", "selected.extxyz", "metrics.json", "weights.png", "summary.json")
@@ -55,9 +55,8 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
         ase.io.write(t_xyz, chosen, format="extxyz")
         t_metrics.write_bytes(json_bytes(metrics))
         plots.weights(np.array(list(weights.values())), t_png, f"{len(chosen)} of {len(frames)} selected ({m.solver})")
-        result_summary = summary("match", as_dict(m), metrics, timers.as_dict())
-        t_summary.write_bytes(json_bytes(result_summary))
-    return result_summary
+        done = write_summary(t_summary, "match", as_dict(m), metrics, timers)
+    return done
 
 
 def candidate_fim(path: Path, atoms, shape: tuple) -> np.ndarray:

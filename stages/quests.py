@@ -19,7 +19,7 @@ from pipeline.descriptor_set import descriptor_set
 from pipeline.errors import InputError
 from pipeline.store import Store
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, load_descriptors, read_images, stage_main, summary
+from stages.common import as_dict, json_bytes, load_descriptors, read_images, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "summary.json")
@@ -64,9 +64,8 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
         plots.histogram(d_h, t_png, "delta entropy dH (nats)", f"dH against {q.reference}")
-        done = summary("quests", {"quests": as_dict(q), "descriptors": as_dict(cfg.descriptors)}, metrics,
-                       timers.as_dict())
-        t_summary.write_bytes(json_bytes(done))
+        done = write_summary(t_summary, "quests", {"quests": as_dict(q), "descriptors": as_dict(cfg.descriptors)},
+                             metrics, timers)
     return done
 
 

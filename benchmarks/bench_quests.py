@@ -84,7 +84,7 @@ def task(name: str, n: int) -> dict:
     elif name == "entropy-exact":
         from pipeline import entropy
 
-        sums = entropy.kernel_sums(x, x, 0.015, "exact", QUESTS.batch_size, QUESTS.knn_k, 0, 0)
+        sums = entropy.exact_sums(x, x, 0.015, QUESTS.batch_size)
         return {"seconds": time.perf_counter() - start, **asdict(entropy.scores(sums))}
     elif name == "entropy-knn":
         from pipeline import entropy

@@ -31,7 +31,21 @@ class ASEPotential:
         except TypeError as err:
             raise ConfigError(f"potential.calculator_kwargs: {calculator} refused {kwargs}: {err}") from err
         self.name = calculator
+        self._class = type(self.calc)
         self.defaults = {(n, k): self.get(n, k) for n, extent in self.parameter_extents().items() for k in range(extent)}
+
+    def identity(self) -> dict[str, str]:
+        """The calculator's outside identity, for store keys: ASE's version and a digest
+        of the source file that defines the class."""
+        import inspect
+
+        from pipeline.code_identity import file_digest, versions
+
+        try:
+            source = file_digest(inspect.getfile(self._class))
+        except (TypeError, OSError):  # a class without a source file (a compiled extension)
+            source = "unknown"
+        return {**versions("ase"), "calculator_source": source}
 
     def parameter_extents(self) -> dict[str, int]:
         out = {}

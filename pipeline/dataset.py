@@ -46,26 +46,31 @@ class Dataset:
     conflicts: tuple[tuple[str, tuple[Source, ...]], ...]  # dropped, with sources
 
 
-def expand_paths(patterns: Sequence[str], root: str | None = None) -> list[Path]:
-    """Files named by ``patterns`` (paths or globs), in the given order, each once.
+def expand_paths(patterns: Sequence[str], root: str | None = None, key: str = "dataset.paths") -> list[Path]:
+    """Files named by ``patterns`` (paths or globs; option ``key``), in the given order,
+    each once; every one must exist.
 
-    With ``root``, every file must lie inside that folder (the one DVC tracks).
+    With ``root``, every file must lie inside that folder (the one DVC tracks), so that
+    a change to any of them reaches DVC's hashes.
     """
     out: list[Path] = []
     for pattern in patterns:
         if glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
-                raise InputError(f"dataset.paths: pattern {pattern!r} matches no file")
+                raise InputError(f"{key}: pattern {pattern!r} matches no file")
         else:
             matches = [pattern]
         out.extend(Path(m) for m in matches if Path(m) not in out)
     for path in out if root is not None else ():
         if not path.resolve().is_relative_to(Path(root).resolve()):
             raise InputError(
-                f"dataset.paths: {path} is outside dataset.root={root!r}, the folder whose "
+                f"{key}: {path} is outside dataset.root={root!r}, the folder whose "
                 "changes DVC tracks; move the file there or set dataset.root"
             )
+    for path in out:
+        if not path.is_file():
+            raise InputError(f"{key}: {path}: no such file")
     return out
 
 

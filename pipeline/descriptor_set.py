@@ -7,7 +7,8 @@ from functools import partial
 import numpy as np
 from ase import Atoms
 
-from pipeline.descriptors import DESCRIPTORS
+from pipeline.code_identity import code_digest
+from pipeline.descriptors import DESCRIPTORS, describe
 from pipeline.errors import check_choice
 from pipeline.store import Store, entry_key, fingerprint
 
@@ -20,17 +21,13 @@ class DescriptorSet:
     computed: int
 
 
-def _one(name: str, k: int, cutoff: float, atoms: Atoms) -> dict[str, np.ndarray]:
-    return {"descriptors": DESCRIPTORS[name](atoms, k=k, cutoff=cutoff)}
-
-
 def descriptor_set(frames: Sequence[Atoms], hashes: Sequence[str], name: str, k: int, cutoff: float,
                    store: Store, executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> DescriptorSet:
     """Per-atom descriptors of every image, computed only where the store lacks them."""
     check_choice("descriptors.name", name, DESCRIPTORS)
-    fp = fingerprint("descriptors", {"name": name, "k": k, "cutoff": cutoff})
+    fp = fingerprint("descriptors", {"name": name, "k": k, "cutoff": cutoff}, code_digest(describe.__module__))
     bare = [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc) for a in frames]
-    fetched = store.get_or_compute([entry_key(h, fp) for h in hashes], bare, partial(_one, name, k, cutoff),
+    fetched = store.get_or_compute([entry_key(h, fp) for h in hashes], bare, partial(describe, name, k, cutoff),
                                    executor, "descriptors", min_parallel_seconds)
     values = [r["descriptors"] for r in fetched.results]
     offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])

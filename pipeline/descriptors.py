@@ -88,3 +88,8 @@ def quests(atoms: Atoms, k: int = 32, cutoff: float = 5.0) -> np.ndarray:
 
 
 DESCRIPTORS = {"quests": quests}
+
+
+def describe(name: str, k: int, cutoff: float, atoms: Atoms) -> dict[str, np.ndarray]:
+    """``{"descriptors": (N, d)}`` of ``atoms`` by descriptor ``name``: what the store keeps."""
+    return {"descriptors": DESCRIPTORS[name](atoms, k=k, cutoff=cutoff)}

@@ -10,6 +10,9 @@ The KIM API writes its log to ``kim.log`` in the working directory; that file na
 compiled into the library and cannot be changed from here.
 """
 
+import re
+from functools import lru_cache
+
 import numpy as np
 from ase import Atoms
 
@@ -26,10 +29,34 @@ def _kimpy():
     return kimpy
 
 
+@lru_cache(maxsize=None)
+def model_identity(kim_id: str) -> dict[str, str]:
+    """What a KIM model's numbers depend on outside this project: the KIM API and kimpy
+    versions, and digests of the model's library and of its driver's (a parameterised
+    model's parameter files are compiled into its library)."""
+    from pipeline.code_identity import file_digest, versions
+
+    kimpy = _kimpy()
+    col = kimpy.collections.create()
+    kinds = kimpy.collection_item_type
+    library, _ = col.get_item_library_file_name_and_collection(kinds.portableModel, kim_id)
+    out = {"kim_api": col.get_project_name_and_sem_ver()[1], **versions("kimpy"), "model": file_digest(library)}
+    for i in range(col.cache_list_of_item_metadata_files(kinds.portableModel, kim_id)):
+        name, *_, text = col.get_item_metadata_file(i)
+        driver = re.search(r'"model-driver"\s+"([^"]+)"', str(text)) if name == "kimspec.edn" else None
+        if driver:
+            path, _ = col.get_item_library_file_name_and_collection(kinds.modelDriver, driver.group(1))
+            out["driver"] = f"{driver.group(1)}:{file_digest(path)}"
+    return out
+
+
 class KIMPotential:
     """A KIM portable model for the given species, with a neighbour-list ``skin`` (Å)."""
 
     def __init__(self, kim_id: str, species: tuple[str, ...], skin: float = 0.5):
+        if not skin >= 0 or not np.isfinite(skin):
+            raise ConfigError(f"potential.skin: expected a finite length >= 0 Å, got {skin} (a negative skin "
+                              "would leave neighbours inside the model's cutoff out of the neighbour list)")
         kimpy = self._kimpy = _kimpy()
         self.kim_id, self.skin = kim_id, skin
         try:
@@ -69,6 +96,10 @@ class KIMPotential:
                 raise ConfigError(f"potential.species: {self.kim_id} does not support {symbol!r}")
             codes[atomic_numbers[symbol]] = code
         return codes
+
+    def identity(self) -> dict[str, str]:
+        """The model's outside identity (:func:`model_identity`), for store keys."""
+        return model_identity(self.kim_id)
 
     def parameter_extents(self) -> dict[str, int]:
         """``{name: extent}`` of the model's floating-point parameters."""

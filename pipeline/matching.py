@@ -6,10 +6,11 @@ preconditioned first (``max_frobenius`` scales all by one factor and leaves the 
 unchanged; ``frobenius`` scales each candidate by its own norm and changes it), and
 the weights are returned unscaled. Weights below ``weight_tol`` times the largest are
 dropped, and the result is verified: the smallest eigenvalue of Σ wᵢ Fᵢ − F_target
-over the kept weights, relative to ‖F_target‖ (Frobenius), is reported.
+over the kept weights, relative to ‖F_target‖ (Frobenius), is reported, and a
+violation of the constraint beyond ``max_violation`` is an error, as is any solver
+status but ``optimal``: an inaccurate answer is never passed on as a selection.
 """
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -18,13 +19,11 @@ import numpy as np
 from pipeline.errors import AtomsieveError, ConfigError, InputError, check_choice
 from pipeline.transforms import import_information_matching
 
-log = logging.getLogger(__name__)
-
 SOLVERS = ("CLARABEL", "SCS", "SDPA")
 # SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give
 SOLVER_OPTIONS = {"CLARABEL": {}, "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 500_000}, "SDPA": {}}
 PRECONDITIONS = ("max_frobenius", "frobenius", "none")
-ACCEPTED = ("optimal", "optimal_inaccurate")
+MAX_VIOLATION = 1e-6  # default of matching.max_violation (stages/schema.py MatchingConfig)
 
 
 class MatchingError(AtomsieveError):
@@ -35,7 +34,7 @@ class MatchingError(AtomsieveError):
 class Match:
     weights: np.ndarray  # (n,) every candidate's weight, unscaled, below-tolerance ones zeroed
     selected: tuple[int, ...]  # indices of nonzero weights, sorted
-    status: str  # the solver's status: optimal or optimal_inaccurate
+    status: str  # the solver's status: always optimal (anything else is an error)
     solver: str
     min_eigenvalue: float  # λ_min(Σ w F − F_target) / ‖F_target‖ over the kept weights
     seconds: float
@@ -51,15 +50,30 @@ def check_fims(candidates: np.ndarray, target: np.ndarray) -> None:
         raise InputError("FIMs: expected finite values")
 
 
+def check_options(weight_tol: float, max_violation: float) -> None:
+    if not 0 <= weight_tol < 1:
+        raise ConfigError(f"matching.weight_tol: expected a value in [0, 1), got {weight_tol}")
+    if not 0 <= max_violation < 1:
+        raise ConfigError(f"matching.max_violation: expected a value in [0, 1), got {max_violation}")
+
+
+def _hint(solver: str) -> str:
+    return (f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}), "
+            "matching.precondition=max_frobenius, potential.transform.type=log to put parameters of "
+            "different sizes on one scale, or a matching.weight_upper_bound")
+
+
 def match(candidates: np.ndarray, target: np.ndarray, precondition: str = "max_frobenius",
           solver: str = "CLARABEL", weight_tol: float = 1e-6,
-          weight_upper_bound: float | None = None) -> Match:
-    """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P)."""
+          weight_upper_bound: float | None = None, max_violation: float = MAX_VIOLATION) -> Match:
+    """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P).
+
+    Raises :class:`MatchingError` unless the solver reports ``optimal`` and the kept
+    weights satisfy Σ wᵢ Fᵢ − F_target ⪰ −``max_violation`` ‖F_target‖."""
     check_choice("matching.precondition", precondition, PRECONDITIONS)
     check_choice("matching.solver", solver, SOLVERS)
     check_fims(candidates, target)
-    if not 0 <= weight_tol < 1:
-        raise ConfigError(f"matching.weight_tol: expected a value in [0, 1), got {weight_tol}")
+    check_options(weight_tol, max_violation)
     import_information_matching()
     import cvxpy as cp
     from information_matching.convex_optimization import ConvexOpt
@@ -84,13 +98,12 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str = "max_f
     except (cp.error.SolverError, ValueError, ZeroDivisionError) as err:
         raise MatchingError(
             f"matching.solver={solver}: {type(err).__name__}: {err} Badly scaled FIMs are the usual cause: "
-            f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}), or "
-            "potential.transform.type=log to put parameters of different sizes on one scale") from err
+            f"{_hint(solver)}") from err
     except AttributeError:  # ConvexOpt.solve reads the weights a failed solve left as None
         pass
     seconds = time.perf_counter() - start
     status = opt.problem.status
-    if status not in ACCEPTED or opt.result is None or opt.result["wm"] is None:
+    if status in ("infeasible", "infeasible_inaccurate") or opt.result is None or opt.result["wm"] is None:
         raise MatchingError(
             f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
             "(do their FIMs together cover every direction the target needs?)")
@@ -101,6 +114,9 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str = "max_f
         raise MatchingError(f"matching.solver={solver}: no weight above zero; the target FIM may be zero")
     gap = np.einsum("i,ijk->jk", weights, candidates) - target
     min_eig = float(np.linalg.eigvalsh((gap + gap.T) / 2).min() / np.linalg.norm(target))
-    if status != "optimal":
-        log.warning("matching: solver %s status %s; min eigenvalue %.3g", solver, status, min_eig)
+    if status != "optimal" or -min_eig > max_violation:
+        raise MatchingError(
+            f"matching.solver={solver}: status {status!r}, constraint violated by {max(-min_eig, 0.0):.3g} "
+            f"relative to the target (smallest eigenvalue of sum w F - F_target over |F_target|: {min_eig:.3g}; "
+            f"matching.max_violation={max_violation:g}); this is not a trustworthy selection: {_hint(solver)}")
     return Match(weights, selected, status, solver, min_eig, seconds)

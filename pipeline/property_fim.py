@@ -20,6 +20,7 @@ from pipeline.potential import PotentialSpec, make_potential
 from pipeline.transforms import Transform
 
 COVARIANCES = ("relative", "diagonal", "matrix")
+ZERO_RELATIVE = 1e-8  # a value this small relative to the largest is zero for a relative covariance
 BACKENDS = ("kimpy", "lammps")
 
 
@@ -78,8 +79,14 @@ def covariance(target: Target, values: np.ndarray) -> np.ndarray:
     check = check_how(where, how)
     m = len(values)
     if check == "relative":
-        if np.any(values == 0):
-            raise ConfigError(f"{where}: a relative sigma needs nonzero values, got {values.tolist()}")
+        scale = np.max(np.abs(values))
+        tiny = np.abs(values) <= ZERO_RELATIVE * scale
+        if tiny.any():
+            names = [lab for lab, t in zip(target.labels(), tiny) if t]
+            raise ConfigError(
+                f"{where}: a relative sigma needs values away from zero, but {names} are "
+                f"{values[tiny].tolist()} (zero by symmetry or numerically): their variance would be ~0 and "
+                "their noise weighted without bound; give an absolute covariance (diagonal or matrix)")
         cov = np.diag((float(given) * values) ** 2)
     elif check == "diagonal":
         cov = np.diag(np.asarray(given, dtype=float))
@@ -122,8 +129,12 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
         backend = entry.pop("backend", "kimpy")
         if backend not in BACKENDS:
             raise ConfigError(f"{where}.backend: expected one of {list(BACKENDS)}, got {backend!r}")
-        if backend == "lammps" and full:
-            raise ConfigError(f"{where}: backend lammps gives C11, C12 and C44 only; set full: false")
+        if full:
+            raise ConfigError(
+                f"{where}.full: a cubic crystal has three independent elastic constants, C11, C12 and C44 "
+                "(full: false); of the 21 components of the full tensor, C22 = C33 = C11, C13 = C23 = C12 and "
+                "C55 = C66 = C44 would count each measurement three times, and the other 12 are zero by "
+                "symmetry, so full: true is refused for every lattice here (diamond, fcc, bcc)")
         try:
             c = properties.crystal(entry.pop("lattice"), entry.pop("species"), entry.pop("a_guess", None))
         except KeyError as err:

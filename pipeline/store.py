@@ -1,7 +1,8 @@
 """Content-addressed store of per-image results (numpy arrays in .npz, never pickle).
 
 The key of an entry is the hash of an image identity and a computation fingerprint
-(kind, parameters, library version). Entries are written atomically, so several
+(kind, parameters, and the identity of the code that computes it: see
+:mod:`pipeline.code_identity`). Entries are written atomically, so several
 processes may write, even the same key, at once; a reader verifies every entry (key
 and content digest) and treats a damaged one as missing. ``put`` writes one loose
 entry; ``get_or_compute`` writes its results in segments, packs of up to
@@ -32,7 +33,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline import __version__
 from pipeline.atomic import TMP_SUFFIX, fsync_dir, write_bytes
 from pipeline.errors import StoreError
 
@@ -52,9 +52,10 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def fingerprint(kind: str, params: Mapping) -> str:
-    """Canonical fingerprint of a computation: its kind, parameters and the version."""
-    text = canonical_json({"kind": kind, "params": dict(params), "version": __version__})
+def fingerprint(kind: str, params: Mapping, code: str) -> str:
+    """Canonical fingerprint of a computation: its kind, its parameters and ``code``, the
+    identity of what computes it (:func:`pipeline.code_identity.code_digest`)."""
+    text = canonical_json({"kind": kind, "params": dict(params), "code": code})
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from ase import Atoms
 
+from pipeline.code_identity import code_digest
 from pipeline.errors import InputError
 from pipeline.executors import worker_resource
 from pipeline.fim import Derivative, FimTask, as_row_weights, image_fim, resolve
@@ -82,12 +83,13 @@ def training_fims(frames: Sequence[Atoms], hashes: Sequence[str], potential: Pot
     model = worker_resource(make_potential, potential)  # also serves images computed here
     spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
     assignments = resolve(spec, model)
-    common = {"potential": potential.as_dict(), "assignments": [list(a) for a in assignments],
+    common = {"potential": potential.as_dict(), "model": model.identity(), "assignments": [list(a) for a in assignments],
               "n_tunable": len(spec.tunable), "transform": asdict(transform),
               "derivative": {**asdict(derivative), "numdifftools": json.loads(derivative.numdifftools)}}
+    code = code_digest(image_fim.__module__)
     keys, tasks = [], []
     for atoms, h, kind, mask in zip(frames, hashes, kinds, row_weights):
-        keys.append(entry_key(h, fingerprint("fim_train", {**common, "quantity": kind, "mask": _digest(mask)})))
+        keys.append(entry_key(h, fingerprint("fim_train", {**common, "quantity": kind, "mask": _digest(mask)}, code)))
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, kind, mask, bare))
     fetched = store.get_or_compute(keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)

@@ -1,7 +1,10 @@
 """The ``atomsieve`` command.
 
 - ``atomsieve compose [OVERRIDES...]``: params.yaml from conf/ plus Hydra overrides,
-  composed exactly as ``dvc exp run -S`` composes it, then checked against the schema.
+  composed exactly as ``dvc exp run -S`` composes it, then checked as every stage will
+  check it. The overrides are recorded in conf/overrides.yaml, which every later
+  composition reads (``dvc exp run -S``, queued experiments): commit it. Without
+  overrides, recompose with the recorded ones; ``--reset`` forgets them.
 - ``atomsieve store info|gc|pack``: inspect and maintain the content-addressed store.
 """
 
@@ -11,24 +14,33 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.atomic import temp_name
+from pipeline.atomic import temp_name, write_bytes
 from pipeline.errors import AtomsieveError, ConfigError
 from pipeline.store import Store
+from stages import overrides as recorded
 from stages.common import load_config
 from stages.schema import StoreConfig, register
+from stages.validate import validate
 
 
-def compose(overrides: list[str], out: Path, conf_dir: Path) -> None:
-    """Write ``out`` from ``conf_dir/config.yaml`` and ``overrides``, atomically."""
+def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True) -> None:
+    """Write ``out`` from ``conf_dir/config.yaml`` and ``overrides``, atomically, after
+    checking it as the stages will; with ``record``, also record ``overrides`` in
+    ``conf_dir/overrides.yaml`` for every later composition."""
     from dvc.utils.hydra import compose_and_dump
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     register()
+    recorded.install()
     tmp = temp_name(out).with_suffix(".yaml")  # DVC picks the dumper by suffix
     try:
-        compose_and_dump(tmp, str(conf_dir.resolve()), None, "config", str(conf_dir.resolve().parent), overrides)
-        load_config(tmp)
+        with recorded.ignoring_recorded():
+            compose_and_dump(tmp, str(conf_dir.resolve()), None, "config", str(conf_dir.resolve().parent),
+                             list(overrides))
+        validate(load_config(tmp))
+        if record:
+            write_bytes(conf_dir / recorded.FILE, recorded.text(overrides).encode())
         tmp.replace(out)
     except (HydraException, OmegaConfBaseException) as err:
         cause = f" ({err.__cause__})" if err.__cause__ else ""
@@ -46,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compose", help="write params.yaml from conf/ and Hydra overrides")
-    p.add_argument("overrides", nargs="*", help="e.g. 'dataset.paths=[a.extxyz]' runtime.workers=2")
+    p.add_argument("overrides", nargs="*", help="e.g. 'dataset.paths=[a.extxyz]' runtime.workers=2 "
+                   "(none: the ones recorded in conf/overrides.yaml)")
+    p.add_argument("--reset", action="store_true", help="forget the recorded overrides")
     p.add_argument("--out", type=Path, default=Path("params.yaml"))
     p.add_argument("--conf", type=Path, default=Path("conf"))
     p = sub.add_parser("store", help="inspect or maintain the content-addressed store")
@@ -56,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "compose":
-            compose(args.overrides, args.out, args.conf)
+            if args.reset and args.overrides:
+                raise ConfigError("atomsieve compose: --reset takes no overrides (it composes conf/ as it is)")
+            given = [] if args.reset else args.overrides or recorded.read(args.conf) or []
+            compose(given, args.out, args.conf)
             return
         store = Store(args.path or store_path(args.params))
         result = {"info": lambda: asdict(store.info()), "gc": store.gc,

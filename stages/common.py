@@ -13,21 +13,45 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
-from pipeline.errors import AtomsieveError, ConfigError, InputError
-from pipeline.potential import PotentialSpec
+from pipeline.errors import AtomsieveError, ConfigError, InputError, check_choice
 from pipeline.timing import Timers
-from pipeline.transforms import Transform
-from stages.schema import Config, PotentialConfig, TransformConfig, mergeable, validate
+from stages.schema import Config, mergeable
 
 log = logging.getLogger("atomsieve")
 
 
+EXPERIMENT_DIR = (".dvc", "tmp", "exps")  # where DVC makes an experiment's workspace
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """The project a working directory belongs to: the folder holding ``.dvc/tmp/exps``
+    for a DVC experiment's workspace (queued, ``--temp``), else the directory itself."""
+    cwd = (cwd or Path.cwd()).resolve()
+    for parent in cwd.parents:
+        if parent.parts[-len(EXPERIMENT_DIR):] == EXPERIMENT_DIR:
+            return parent.parents[len(EXPERIMENT_DIR) - 1]
+    return cwd
+
+
+def untracked_hint(message: str, cwd: Path | None = None) -> str:
+    """For a missing file in a DVC experiment's workspace, why and what to run."""
+    cwd = (cwd or Path.cwd()).resolve()
+    root = project_root(cwd)
+    if root == cwd or "no such file" not in message:
+        return ""
+    return (" (this is a DVC experiment's temporary workspace, which holds only what git or DVC "
+            f"tracks in {root}: commit the file with `git add <file> && git commit`, or for large data "
+            "`dvc add <file>` and commit the .dvc file it writes, then queue the experiment again)")
+
+
 def load_config(params: Path | str = "params.yaml", overrides: list[str] = ()) -> Config:
-    """params.yaml (plus dotted ``key=value`` overrides) validated against the schema."""
+    """params.yaml (plus dotted ``key=value`` overrides) checked against the schema (keys
+    and types). Option values are checked by the library functions that use them, and
+    all at once by ``atomsieve compose`` (:mod:`stages.validate`)."""
     try:
         raw = OmegaConf.load(params)
         merged = OmegaConf.merge(mergeable(Config), raw, OmegaConf.from_dotlist(list(overrides)))
-        return validate(OmegaConf.to_object(merged))
+        return OmegaConf.to_object(merged)
     except FileNotFoundError as err:
         raise ConfigError(f"{params}: no such file (run `atomsieve compose` to make it)") from err
     except OmegaConfBaseException as err:
@@ -69,24 +93,6 @@ def load_descriptors(path: Path, hashes: list[str]) -> list[np.ndarray]:
     return [values[offsets[index[h]]:offsets[index[h] + 1]] for h in hashes]
 
 
-def potential_of(p: PotentialConfig) -> PotentialSpec:
-    return PotentialSpec(p.type, p.kim_id, tuple(p.species), p.calculator,
-                         json.dumps(p.calculator_kwargs, sort_keys=True), p.skin)
-
-
-def transform_of(t: TransformConfig) -> Transform:
-    return Transform(t.type, tuple(t.a), tuple(t.b), tuple(t.x0))
-
-
-def executor_factory(runtime):
-    """A zero-argument maker of the configured executor, for Store.get_or_compute."""
-    from functools import partial
-
-    from pipeline.executors import open_executor
-
-    return partial(open_executor, runtime.executor, runtime.workers, runtime.dask.address)
-
-
 def write_summary(path: Path, stage: str, params: dict, counts: dict, timers: Timers,
                   extra: dict | None = None) -> dict:
     """Write the small JSON every stage writes (what it was asked, what it did, how long,
@@ -101,7 +107,11 @@ def as_dict(cfg) -> dict:
     return asdict(cfg)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def setup_logging(level: str) -> None:
+    check_choice("runtime.log_level", level, LOG_LEVELS)
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FAISS logs its fallback from the AVX2 build as a ModuleNotFoundError at INFO, which alarms
@@ -126,5 +136,5 @@ def stage_main(name: str, run: Callable[..., dict], default_out: str, **inputs: 
         setup_logging(cfg.runtime.log_level)
         run(cfg, Path(args.out), **{key: Path(getattr(args, key)) for key in inputs})
     except AtomsieveError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{untracked_hint(str(err))}", file=sys.stderr)
         raise SystemExit(1) from None

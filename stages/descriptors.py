@@ -13,9 +13,9 @@ import numpy as np
 
 from pipeline.atomic import staged
 from pipeline.descriptor_set import descriptor_set
-from pipeline.store import Store
 from pipeline.timing import Timers
-from stages.common import as_dict, executor_factory, read_images, stage_main, write_summary
+from stages.common import as_dict, read_images, stage_main, write_summary
+from stages.runtime import executor_factory, store_of
 from stages.schema import Config
 
 OUTPUTS = ("descriptors.npz", "descriptors.extxyz", "summary.json")
@@ -26,7 +26,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     frames = read_images(images)
     with timers("descriptors"):
         result = descriptor_set(frames, [a.info["image_hash"] for a in frames], d.name, d.k, d.cutoff,
-                                Store(cfg.store.path), executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
+                                store_of(cfg), executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
     counts = {"images": len(frames), "atoms": len(result.values), "dimension": result.values.shape[1],
               "computed": result.computed, "cached": len(frames) - result.computed}
     with staged([out / name for name in OUTPUTS]) as (t_npz, t_xyz, t_summary), timers("write"):

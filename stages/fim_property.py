@@ -11,16 +11,11 @@ from pipeline import parameters
 from pipeline.atomic import staged
 from pipeline.property_fim import parse_targets, property_fim
 from pipeline.timing import Timers
-from stages.common import as_dict, json_bytes, potential_of, stage_main, transform_of, write_summary
-from stages.schema import TARGET_METHODS, Config, TargetDerivativeConfig
+from stages.common import as_dict, json_bytes, stage_main, write_summary
+from stages.models import potential_of, target_derivative_of, transform_of
+from stages.schema import Config
 
 OUTPUTS = ("fim_property.json", "summary.json")
-
-
-def derivative_of(d: TargetDerivativeConfig):
-    from pipeline.fim import Derivative
-
-    return Derivative(TARGET_METHODS[d.method], d.rel_step, d.min_step, "{}", d.abs_step)
 
 
 def run(cfg: Config, out: Path) -> dict:
@@ -28,7 +23,7 @@ def run(cfg: Config, out: Path) -> dict:
     targets = parse_targets(cfg.target.properties)
     with timers("fim_property"):
         result = property_fim(potential_of(cfg.potential), parameters.parse(cfg.potential.parameters_optimize),
-                              transform_of(cfg.potential.transform), derivative_of(cfg.target.derivative), targets)
+                              transform_of(cfg.potential.transform), target_derivative_of(cfg.target.derivative), targets)
     data = {"fim_property_score": result.fim.tolist(), "jacobian": result.jacobian.tolist(),
             "values": dict(zip(result.value_labels, result.values.tolist())), "labels": result.labels,
             "covariances": {t.name: c.tolist() for t, c in zip(targets, result.covariances)}}

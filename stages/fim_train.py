@@ -6,7 +6,6 @@ Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
 quantity, parameter, extent), summary.json and eigenvalues.png.
 """
 
-import json
 from pathlib import Path
 
 import ase.io
@@ -15,20 +14,15 @@ import numpy as np
 from pipeline import dataset, parameters
 from pipeline.atomic import staged
 from pipeline.errors import InputError
-from pipeline.fim import Derivative
 from pipeline.plots import eigenvalue_spectra
-from pipeline.store import Store
 from pipeline.timing import Timers
 from pipeline.training_fim import masks, quantities, training_fims
-from stages.common import (as_dict, executor_factory, potential_of, read_images, stage_main, transform_of,
-                           write_summary)
-from stages.schema import Config, DerivativeConfig
+from stages.common import as_dict, read_images, stage_main, write_summary
+from stages.models import derivative_of, potential_of, transform_of
+from stages.runtime import executor_factory, store_of
+from stages.schema import Config
 
 OUTPUTS = ("fims.extxyz", "fims.npz", "summary.json", "eigenvalues.png")
-
-
-def derivative_of(d: DerivativeConfig) -> Derivative:
-    return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True))
 
 
 def load_mask(path: Path) -> np.ndarray:
@@ -43,13 +37,13 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     with timers("read"):
         frames = read_images(images)
         hashes = [a.info["image_hash"] for a in frames]
-        mask_arrays = [load_mask(p) for p in dataset.expand_paths(f.mask_files, cfg.dataset.root)]
+        mask_arrays = [load_mask(p) for p in dataset.expand_paths(f.mask_files, cfg.dataset.root, "fim.mask_files")]
     kinds = quantities(frames, hashes, f.quantity, f.quantity_key)
     weights = masks(frames, hashes, kinds, f.mask_key, mask_arrays)
     spec = parameters.parse(cfg.potential.parameters_optimize)
     with timers("fim"):
         result = training_fims(frames, hashes, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
-                               derivative_of(f.derivative), kinds, weights, Store(cfg.store.path),
+                               derivative_of(f.derivative), kinds, weights, store_of(cfg),
                                executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
     labels = list(result.labels.values())
     counts = {"images": len(frames), "computed": result.computed, "cached": len(frames) - result.computed,

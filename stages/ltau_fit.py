@@ -11,20 +11,20 @@ import numpy as np
 
 from pipeline import ltau
 from pipeline.atomic import staged
-from pipeline.dataset import read_frames
+from pipeline.dataset import expand_paths, read_frames
 from pipeline.descriptor_set import descriptor_set
 from pipeline.entropy import check_descriptors
 from pipeline.errors import InputError
 from pipeline.hashing import image_hashes
-from pipeline.store import Store
 from pipeline.timing import Timers
 from stages.common import as_dict, stage_main, write_summary
+from stages.runtime import store_of
 from stages.schema import Config
 
 OUTPUTS = ("fit.npz", "index.faiss", "summary.json")
 
 
-def load_log(path: str) -> np.ndarray:
+def load_log(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -33,11 +33,13 @@ def load_log(path: str) -> np.ndarray:
 
 def run(cfg: Config, out: Path) -> dict:
     c, d, timers = cfg.ltau, cfg.descriptors, Timers()
-    frames = read_frames(Path(c.train_images))
+    images, = expand_paths([c.train_images], cfg.dataset.root, "ltau.train_images")
+    logs = expand_paths(c.error_logs, cfg.dataset.root, "ltau.error_logs")
+    frames = read_frames(images)
     with timers("descriptors"):
-        train = descriptor_set(frames, image_hashes(frames), d.name, d.k, d.cutoff, Store(cfg.store.path)).values
+        train = descriptor_set(frames, image_hashes(frames), d.name, d.k, d.cutoff, store_of(cfg)).values
     train = check_descriptors(train, c.train_images)
-    errors = ltau.error_samples([load_log(p) for p in c.error_logs], len(train), c.error_logs)
+    errors = ltau.error_samples([load_log(p) for p in logs], len(train), [str(p) for p in logs])
     lo, hi = c.range if c.range is not None else (None, None)
     with timers("fit"):
         fit = ltau.fit_pdfs(errors, c.nbins, c.bin_spacing, lo, hi)

@@ -15,12 +15,13 @@ import numpy as np
 
 from pipeline import plots
 from pipeline.atomic import staged
-from pipeline.errors import InputError
+from pipeline.errors import InputError, check_choice
 from pipeline.matching import match
 from pipeline.timing import Timers
 from stages.common import as_dict, json_bytes, read_images, stage_main, write_summary
 from stages.schema import Config
 
+CANDIDATES = ("train", "all")
 OUTPUTS = ("weights.json", "selected.extxyz", "metrics.json", "weights.png", "summary.json")
 
 
@@ -35,6 +36,7 @@ def read_target(path: Path) -> dict:
 
 def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     m, timers = cfg.matching, Timers()
+    check_choice("matching.candidates", m.candidates, CANDIDATES)
     frames = [a for a in read_images(fims) if m.candidates == "all" or a.info.get("split", "train") == "train"]
     if not frames:
         raise InputError(f"{fims}: no candidate images (matching.candidates={m.candidates})")
@@ -42,7 +44,8 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     f_target = np.array(goal["fim_property_score"], dtype=float)
     candidates = np.stack([candidate_fim(fims, a, f_target.shape) for a in frames])
     with timers("match"):
-        result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound)
+        result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound,
+                       m.max_violation)
     chosen = [frames[i] for i in result.selected]
     weights = {a.info["image_hash"]: float(result.weights[i]) for a, i in zip(chosen, result.selected)}
     metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),

@@ -15,11 +15,13 @@ import numpy as np
 
 from pipeline import entropy, plots
 from pipeline.atomic import staged
+from pipeline.dataset import expand_paths, read_frames
 from pipeline.descriptor_set import descriptor_set
 from pipeline.errors import InputError
-from pipeline.store import Store
+from pipeline.hashing import image_hashes
 from pipeline.timing import Timers
 from stages.common import as_dict, json_bytes, load_descriptors, read_images, stage_main, write_summary
+from stages.runtime import store_of
 from stages.schema import Config
 
 OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "summary.json")
@@ -32,11 +34,10 @@ def reference(cfg: Config, frames, per_image) -> np.ndarray:
         if not chosen:
             raise InputError("quests.reference=train: no image is in the train split")
         return np.concatenate(chosen)
-    ref = ase.io.read(q.reference, ":")
+    path, = expand_paths([q.reference], cfg.dataset.root, "quests.reference")
+    ref = read_frames(path)
     d = cfg.descriptors
-    from pipeline.hashing import image_hashes
-
-    return descriptor_set(ref, image_hashes(ref), d.name, d.k, d.cutoff, Store(cfg.store.path)).values
+    return descriptor_set(ref, image_hashes(ref), d.name, d.k, d.cutoff, store_of(cfg)).values
 
 
 def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:

@@ -1,7 +1,10 @@
 """Config schemas: one frozen dataclass per Hydra group of ``conf/``.
 
 Every default is defined here and only here; the YAML files under ``conf/`` set just
-what a preset changes. :func:`register` puts the schemas in Hydra's ConfigStore (as
+what a preset changes. This module imports nothing of the library, so that a stage's
+code closure (and so its DVC deps) holds only what the stage runs; the checks of
+option values live in :mod:`stages.validate` (run by ``atomsieve compose``) and in the
+library functions that use each option. :func:`register` puts the schemas in Hydra's ConfigStore (as
 ``<group>/schema``); ``hydra_plugins/atomsieve_schema`` calls it so that DVC's own
 Hydra composition (``dvc exp run -S``) sees them too.
 """
@@ -10,17 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-
-from pipeline.dataset import LABELS, ON_CONFLICT
-from pipeline.errors import check_choice
-from pipeline.executors import EXECUTORS
-from pipeline.descriptors import DESCRIPTORS
-from pipeline.entropy import METHODS as ENTROPY_METHODS
-from pipeline.fim import METHODS
-from pipeline.ltau import INDEXES, SPACINGS
-from pipeline.matching import PRECONDITIONS, SOLVERS
-from pipeline.transforms import TRANSFORMS
-from pipeline.potential import POTENTIALS, QUANTITIES
 
 
 @dataclass(frozen=True)
@@ -111,6 +103,7 @@ class MatchingConfig:
     solver: str = "CLARABEL"  # CLARABEL | SCS | SDPA
     weight_tol: float = 1e-6  # weights below this times the largest are dropped
     weight_upper_bound: float | None = None
+    max_violation: float = 1e-6  # largest violation of sum w F >= F_target accepted, relative to |F_target|
 
 
 @dataclass(frozen=True)
@@ -158,22 +151,6 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
-CHOICES = {  # option -> allowed values, checked whenever a config is loaded
-    ("dataset", "on_conflict"): ON_CONFLICT,
-    ("runtime", "executor"): EXECUTORS,
-    ("runtime", "log_level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
-    ("potential", "type"): tuple(POTENTIALS),
-    ("fim", "quantity"): QUANTITIES,
-    ("matching", "candidates"): ("train", "all"),
-    ("matching", "precondition"): PRECONDITIONS,
-    ("matching", "solver"): SOLVERS,
-    ("descriptors", "name"): tuple(DESCRIPTORS),
-    ("quests", "method"): ENTROPY_METHODS,
-    ("ltau", "bin_spacing"): SPACINGS,
-    ("ltau", "index"): INDEXES,
-}
-TARGET_METHODS = {"FD": "forward", "FD2": "forward2", "CD": "central", "CD4": "central4"}
-
 GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
           "matching": MatchingConfig, "descriptors": DescriptorConfig, "quests": QuestsConfig,
           "ltau": LtauConfig, "runtime": RuntimeConfig, "store": StoreConfig}
@@ -205,15 +182,3 @@ def register() -> None:
     cs = ConfigStore.instance()
     for group, schema in GROUPS.items():
         cs.store(group=group, name="schema", node=mergeable(schema))
-
-
-def validate(cfg: Config) -> Config:
-    """Check every option with a fixed set of values; return ``cfg``."""
-    for (group, key), allowed in CHOICES.items():
-        check_choice(f"{group}.{key}", getattr(getattr(cfg, group), key), allowed)
-    for label in cfg.dataset.require:
-        check_choice("dataset.require", label, LABELS)
-    check_choice("potential.transform.type", cfg.potential.transform.type, TRANSFORMS)
-    check_choice("fim.derivative.method", cfg.fim.derivative.method, METHODS)
-    check_choice("target.derivative.method", cfg.target.derivative.method, TARGET_METHODS)
-    return cfg

@@ -1,5 +1,6 @@
 """conf/ composes, params.yaml is what conf/ composes to, and bad options are refused."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from pipeline.errors import ConfigError
+from stages import overrides
 from stages.cli import compose as compose_params
 from stages.common import load_config
 from stages.schema import GROUPS, Config, register
@@ -32,18 +34,24 @@ def test_every_config_file_composes_and_validates(tmp_path, group, option):
 
 
 def test_committed_params_equal_what_conf_composes_to(tmp_path):
-    compose_params([], tmp_path / "params.yaml", ROOT / "conf")
+    recorded = overrides.read(ROOT / "conf")
+    assert recorded is not None, "conf/overrides.yaml is missing: run `atomsieve compose --reset`"
+    compose_params(recorded, tmp_path / "params.yaml", ROOT / "conf", record=False)
     assert (tmp_path / "params.yaml").read_text() == (ROOT / "params.yaml").read_text(), (
         "params.yaml is stale: run `atomsieve compose` and commit it")
 
 
 def test_compose_command_applies_overrides(tmp_path):
     out = tmp_path / "p.yaml"
-    subprocess.run(["atomsieve", "compose", "dataset.paths=[a.extxyz]", "runtime.workers=2", "--out", str(out),
-                    "--conf", str(ROOT / "conf")], check=True, cwd=tmp_path,
-                   env={"PATH": str(Path(__import__("sys").executable).parent) + ":/usr/bin:/bin"})
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/a.extxyz").touch()
+    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")  # the ltau example the default names
+    subprocess.run(["atomsieve", "compose", "dataset.paths=[data/a.extxyz]", "runtime.workers=2", "--out", str(out)],
+                   check=True, cwd=tmp_path, env={"PATH": str(Path(__import__("sys").executable).parent) + ":/usr/bin:/bin"})
     cfg = load_config(out)
-    assert cfg.dataset.paths == ["a.extxyz"] and cfg.runtime.workers == 2 and cfg.dataset.seed == 0
+    assert cfg.dataset.paths == ["data/a.extxyz"] and cfg.runtime.workers == 2 and cfg.dataset.seed == 0
+    assert overrides.read(tmp_path / "conf") == ["dataset.paths=[data/a.extxyz]", "runtime.workers=2"]
 
 
 @pytest.mark.parametrize("override,match", [
@@ -55,7 +63,7 @@ def test_compose_command_applies_overrides(tmp_path):
 ])
 def test_bad_options_are_refused_with_the_key(tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
-        compose_params([override], tmp_path / "p.yaml", ROOT / "conf")
+        compose_params([override], tmp_path / "p.yaml", ROOT / "conf", record=False)
     assert not (tmp_path / "p.yaml").exists()
 
 

@@ -10,7 +10,7 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.fim import FimTask, as_row_weights, fim_of, jacobian, resolve
 from pipeline.parameters import parse
 from pipeline.potential import make_potential
-from stages.common import potential_of, transform_of
+from stages.models import potential_of, transform_of
 from stages.fim_train import derivative_of
 from stages.schema import DerivativeConfig, PotentialConfig, TransformConfig
 

@@ -14,7 +14,7 @@ def random_psd(n, p, rank, seed):
     return x @ x.transpose(0, 2, 1)
 
 
-@pytest.mark.parametrize("solver", ["CLARABEL", "SCS", "SDPA"])
+@pytest.mark.parametrize("solver", ["CLARABEL", "SCS"])
 @pytest.mark.parametrize("s", [1.0, 7.5, 3e4])
 def test_identity_target_selects_the_identity_with_weight_s(solver, s):
     eye = np.eye(3)
@@ -65,3 +65,18 @@ def test_infeasible_and_malformed_problems_are_errors():
         match(np.zeros((3, 3, 3)), np.eye(2))
     with pytest.raises(MatchingError, match="frobenius: candidate FIMs \\[1\\] are zero"):
         match(np.stack([np.eye(2), np.zeros((2, 2))]), np.eye(2), precondition="frobenius")
+
+
+def test_a_status_other_than_optimal_is_an_error():
+    # SDPA solves this tiny problem to 'optimal_inaccurate'; that is never passed on as a selection
+    with pytest.raises(MatchingError, match="SDPA: status 'optimal_inaccurate'.*try another solver"):
+        match(np.stack([np.eye(3), np.zeros((3, 3))]), np.eye(3), solver="SDPA")
+
+
+def test_a_violated_constraint_is_an_error():
+    # the optimum is w = (1, 1000); weight_tol 0.5 drops w0, leaving diag(0, 1) - I with λ_min = -1
+    cands = np.stack([np.diag([1.0, 0.0]), np.diag([0.0, 1e-3])])
+    assert match(cands, np.eye(2)).weights == pytest.approx([1.0, 1000.0], rel=1e-5)
+    with pytest.raises(MatchingError, match=r"violated by 0\.707.*max_violation=1e-06"):
+        match(cands, np.eye(2), weight_tol=0.5)
+    assert match(cands, np.eye(2), weight_tol=0.5, max_violation=0.8).selected == (1,)

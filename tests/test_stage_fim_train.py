@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from pipeline.hashing import image_hash
 from stages import fim_train
-from stages.common import load_config, potential_of
+from stages.common import load_config
+from stages.models import potential_of
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 

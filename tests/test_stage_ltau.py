@@ -50,8 +50,12 @@ def test_bad_inputs(tmp_path):
     np.save(bad_log, np.ones((4, 605, 3)))
     params = tmp_path / "p.yaml"
     OmegaConf.save(OmegaConf.structured(config(tmp_path, f"ltau.error_logs=[{bad_log}]")), params)
-    proc = subprocess.run([sys.executable, "-m", "stages.ltau_fit", "--params", str(params), "--out",
-                           str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+    run = lambda: subprocess.run([sys.executable, "-m", "stages.ltau_fit", "--params", str(params),  # noqa: E731
+                                  "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+    proc = run()  # the log outside dataset.root: DVC would not see it change
+    assert proc.returncode == 1 and f"ltau.error_logs: {bad_log} is outside dataset.root=" in proc.stderr
+    OmegaConf.save(OmegaConf.structured(config(tmp_path, f"ltau.error_logs=[{bad_log}]", "dataset.root=/")), params)
+    proc = run()
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and "short.npy: error log has 605 atoms; the training descriptors have 606" in last
     assert not (tmp_path / "o").exists()

@@ -38,10 +38,11 @@ def check_entries(store, size):
 
 
 def test_fingerprint_is_canonical_and_key_separates_images():
-    assert fingerprint("fim", {"a": 1, "b": [1, 2]}) == fingerprint("fim", {"b": [1, 2], "a": 1})
-    assert fingerprint("fim", {"a": 1}) != fingerprint("fim", {"a": 1.5})
-    assert fingerprint("fim", {"a": 1}) != fingerprint("descriptor", {"a": 1})
-    fp = fingerprint("fim", {})
+    assert fingerprint("fim", {"a": 1, "b": [1, 2]}, "c") == fingerprint("fim", {"b": [1, 2], "a": 1}, "c")
+    assert fingerprint("fim", {"a": 1}, "c") != fingerprint("fim", {"a": 1.5}, "c")
+    assert fingerprint("fim", {"a": 1}, "c") != fingerprint("descriptor", {"a": 1}, "c")
+    assert fingerprint("fim", {"a": 1}, "c") != fingerprint("fim", {"a": 1}, "other code")
+    fp = fingerprint("fim", {}, "c")
     assert entry_key("v1-a", fp) != entry_key("v1-b", fp)
 
 

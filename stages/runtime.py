@@ -1,0 +1,25 @@
+"""Where a stage's work runs and where its per-image results are cached: neither is a
+stage parameter, since neither changes a result.
+
+A relative ``store.path`` is taken from the project root, not the working directory:
+DVC runs queued and ``--temp`` experiments in copies of the project under
+``.dvc/tmp/exps/``, and every one of them must share the project's one store.
+"""
+
+from functools import partial
+from pathlib import Path
+
+from pipeline.store import Store
+from stages.common import project_root
+from stages.schema import Config
+
+def store_of(cfg: Config) -> Store:
+    """The project's store; a relative ``store.path`` is taken from :func:`project_root`."""
+    return Store(project_root() / Path(cfg.store.path).expanduser())
+
+
+def executor_factory(runtime):
+    """A zero-argument maker of the configured executor, for Store.get_or_compute."""
+    from pipeline.executors import open_executor
+
+    return partial(open_executor, runtime.executor, runtime.workers, runtime.dask.address)

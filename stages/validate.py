@@ -1,0 +1,73 @@
+"""Every check a stage will make of its options, made at once when ``atomsieve
+compose`` writes params.yaml, so that a bad config fails at compose time with the key
+named, not minutes later in one stage.
+
+Stages do not import this module (it imports the whole library, which would put every
+library module in every stage's code closure); each library function checks the
+options it uses, with the same messages.
+"""
+
+from pipeline import parameters
+from pipeline.dataset import LABELS, ON_CONFLICT, expand_paths
+from pipeline.descriptors import DESCRIPTORS
+from pipeline.entropy import METHODS as ENTROPY_METHODS
+from pipeline.errors import ConfigError, check_choice
+from pipeline.executors import EXECUTORS
+from pipeline.fim import METHODS
+from pipeline.ltau import INDEXES, SPACINGS
+from pipeline.matching import PRECONDITIONS, SOLVERS, check_options
+from pipeline.potential import POTENTIALS, QUANTITIES, make_potential
+from pipeline.property_fim import parse_targets
+from pipeline.transforms import TRANSFORMS
+from stages.common import LOG_LEVELS
+from stages.match import CANDIDATES
+from stages.models import TARGET_METHODS, potential_of
+from stages.schema import Config
+
+CHOICES = {  # option -> allowed values
+    ("dataset", "on_conflict"): ON_CONFLICT,
+    ("runtime", "executor"): EXECUTORS,
+    ("runtime", "log_level"): LOG_LEVELS,
+    ("potential", "type"): tuple(POTENTIALS),
+    ("fim", "quantity"): QUANTITIES,
+    ("matching", "candidates"): CANDIDATES,
+    ("matching", "precondition"): PRECONDITIONS,
+    ("matching", "solver"): SOLVERS,
+    ("descriptors", "name"): tuple(DESCRIPTORS),
+    ("quests", "method"): ENTROPY_METHODS,
+    ("ltau", "bin_spacing"): SPACINGS,
+    ("ltau", "index"): INDEXES,
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Check every option of ``cfg`` as the stages will; return it unchanged."""
+    for (group, key), allowed in CHOICES.items():
+        check_choice(f"{group}.{key}", getattr(getattr(cfg, group), key), allowed)
+    for label in cfg.dataset.require:
+        check_choice("dataset.require", label, LABELS)
+    check_choice("potential.transform.type", cfg.potential.transform.type, TRANSFORMS)
+    check_choice("fim.derivative.method", cfg.fim.derivative.method, METHODS)
+    check_choice("target.derivative.method", cfg.target.derivative.method, TARGET_METHODS)
+    if not cfg.potential.skin >= 0:
+        raise ConfigError(f"potential.skin: expected a length >= 0 Å, got {cfg.potential.skin}")
+    spec = parameters.parse(cfg.potential.parameters_optimize)
+    model = make_potential(potential_of(cfg.potential))
+    spec.check(model.parameter_extents(), cfg.potential.kim_id or cfg.potential.calculator)
+    if cfg.target.properties:
+        parse_targets(cfg.target.properties)
+    m = cfg.matching
+    check_options(m.weight_tol, m.max_violation)
+    _files(cfg)
+    return cfg
+
+
+def _files(cfg: Config) -> None:
+    """Every file a param names exists and lies under ``dataset.root`` (what DVC tracks)."""
+    root = cfg.dataset.root
+    expand_paths(cfg.dataset.paths, root, "dataset.paths")
+    expand_paths(cfg.fim.mask_files, root, "fim.mask_files")
+    if cfg.quests.reference not in ("train", "all"):
+        expand_paths([cfg.quests.reference], root, "quests.reference")
+    expand_paths([cfg.ltau.train_images], root, "ltau.train_images")
+    expand_paths(cfg.ltau.error_logs, root, "ltau.error_logs")

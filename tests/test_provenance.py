@@ -1,0 +1,97 @@
+"""Every input a result depends on reaches DVC's hashes or the store's keys: code
+closures, DVC deps, model identity, and settings left out of keys."""
+
+import re
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+from conftest import ROOT, kim_model_or_skip
+
+from pipeline import code_identity
+from pipeline.errors import ConfigError
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_dvc_deps_hold_each_stage_modules_import_closure(name):
+    stage = STAGES[name]
+    module = re.search(r"python -m (stages\.\w+)", stage["cmd"]).group(1)
+    assert module == f"stages.{name}", f"stage {name} runs {module}"
+    listed = {d for d in stage["deps"] if isinstance(d, str)}
+    missing = sorted(set(code_identity.closure_files(module)) - listed)
+    assert not missing, f"dvc.yaml: stage {name} runs {missing} but does not list them in deps"
+
+
+def test_closure_follows_lazy_imports_and_nothing_else():
+    fim = code_identity.closure_files("pipeline.fim")
+    assert "pipeline/kim.py" in fim and "pipeline/ase_potential.py" in fim  # imported inside functions
+    assert "pipeline/__init__.py" in fim and "pipeline/transforms.py" in fim
+    assert "pipeline/store.py" not in fim and "pipeline/ltau.py" not in fim
+    assert code_identity.closure_files("pipeline.descriptors") == (
+        "pipeline/__init__.py", "pipeline/descriptors.py", "pipeline/errors.py")
+    with pytest.raises(ValueError, match="not a module of this project"):
+        code_identity.closure("numpy")
+
+
+def test_params_that_name_files_are_dependencies_of_the_stages_that_read_them():
+    for name, keys in {"fim_train": ["fim"], "quests": ["quests"], "ltau_fit": ["ltau.train_images"]}.items():
+        stage = STAGES[name]
+        assert "${dataset.root}" in stage["deps"] and "dataset.root" in stage["params"], name
+        assert all(k in stage["params"] for k in keys)
+
+
+def test_code_digest_changes_with_the_source_it_covers(tmp_path, monkeypatch):
+    import shutil
+
+    for package in ("pipeline", "stages"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(code_identity, "ROOT", tmp_path)
+    digest = lambda: code_identity.code_digest.__wrapped__("pipeline.fim")  # noqa: E731  (uncached)
+    before, other = digest(), code_identity.code_digest.__wrapped__("pipeline.descriptors")
+    fim = tmp_path / "pipeline/fim.py"
+    fim.write_text(fim.read_text().replace('return {"fim": jac.T @ jac', 'return {"fim": 4 * jac.T @ jac'))
+    assert digest() != before
+    assert code_identity.code_digest.__wrapped__("pipeline.descriptors") == other  # not in its closure
+    kim = tmp_path / "pipeline/kim.py"
+    kim.write_text(kim.read_text() + "\n# a comment\n")
+    changed = digest()
+    (tmp_path / "pipeline/ltau.py").write_text("# unrelated\n")
+    assert digest() == changed
+
+
+def test_kim_model_identity_names_model_and_driver_files():
+    kim_model_or_skip(SW)
+    from pipeline.kim import model_identity
+
+    ident = model_identity(SW)
+    assert set(ident) == {"kim_api", "kimpy", "model", "driver"}
+    assert ident["driver"].startswith("SW__MD_") and len(ident["model"]) == 40
+
+
+def test_the_skin_cannot_change_results_and_a_negative_one_is_refused():
+    kim_model_or_skip(SW)
+    from pipeline.kim import KIMPotential
+
+    atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=3)
+    from test_fim import task
+
+    from pipeline.fim import fim_of
+
+    # neighbours come in another order with another skin, so sums differ in the last bit only
+    for quantity in ("forces", "energy", "stress"):
+        values = [KIMPotential(SW, ("Si",), skin).compute(atoms, quantity) for skin in (0.0, 0.5, 3.0)]
+        assert np.abs(values[0]).max() > 1e-3
+        for v in values[1:]:
+            np.testing.assert_allclose(v, values[0], rtol=1e-13, atol=1e-13)
+    fims = []
+    for skin in (0.0, 3.0):
+        pot = KIMPotential(SW, ("Si",), skin)
+        fims.append(fim_of(pot, task(pot, ["A", "B", "lambda"], atoms))["fim"])
+    np.testing.assert_allclose(fims[1], fims[0], rtol=1e-9)
+    with pytest.raises(ConfigError, match="potential.skin: expected a finite length >= 0"):
+        KIMPotential(SW, ("Si",), -0.5)

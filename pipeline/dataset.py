@@ -3,6 +3,11 @@
 Duplicates are images with equal identity (:mod:`pipeline.hashing`) and equal labels;
 the first occurrence is kept and every source is recorded. Equal identity with
 different labels is a conflict, reported with both sources, never merged.
+
+Copies of one structure that ask for different FIM candidates (another quantity in
+their info, another mask array) are not duplicates: each distinct request is kept as
+its own row, with the image's one identity. This is Orchestrator's recipe for several
+quantities of one structure (one copy per quantity).
 """
 
 import glob
@@ -38,12 +43,28 @@ class Source:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Unique images with their identities and every source each was read from."""
+    """Rows (one per unique image and distinct candidate request) with their image
+    identities and every source each was read from."""
 
     images: tuple[Atoms, ...]
-    hashes: tuple[str, ...]
+    hashes: tuple[str, ...]  # image identity of each row; rows of one image share it
     sources: tuple[tuple[Source, ...], ...]
     conflicts: tuple[tuple[str, tuple[Source, ...]], ...]  # dropped, with sources
+
+    @property
+    def unique(self) -> int:
+        """Number of distinct images (structures)."""
+        return len(set(self.hashes))
+
+
+def request(atoms: Atoms, quantity_key: str | None, mask_key: str | None) -> str:
+    """What FIM candidates a frame asks for: its ``quantity_key`` info and a digest of
+    its ``mask_key`` array ("" where absent); copies asking for the same are duplicates."""
+    quantity = atoms.info.get(quantity_key) if quantity_key else None
+    mask = atoms.arrays.get(mask_key) if mask_key else None
+    digest = "" if mask is None else hashlib.blake2b(np.ascontiguousarray(mask, dtype="<f8").tobytes(),
+                                                      digest_size=16).hexdigest()
+    return f"{'' if quantity is None else quantity}|{digest}"
 
 
 def expand_paths(patterns: Sequence[str], root: str | None = None, key: str = "dataset.paths") -> list[Path]:
@@ -142,23 +163,30 @@ def read_all(
     return frames, sources
 
 
-def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict: str = "error") -> Dataset:
-    """Group frames by identity; keep the first of each group, in first-seen order.
+def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict: str = "error",
+                requests: Sequence[str] | None = None) -> Dataset:
+    """Group frames by identity; keep the first of each group, in first-seen order, and
+    with ``requests`` (:func:`request` of each frame) the first of each distinct
+    request in the group as a row of its own.
 
     Frames of equal identity must have equal labels: otherwise ``on_conflict="error"``
     raises :class:`LabelConflictError` naming both sources, and ``"drop"`` leaves the
     whole group out and lists it in :attr:`Dataset.conflicts`.
     """
     check_choice("dataset.on_conflict", on_conflict, ON_CONFLICT)
+    requests = requests or [""] * len(frames)
     groups: dict[str, list[int]] = {}
     for i, h in enumerate(image_hashes(frames)):
         groups.setdefault(h, []).append(i)
-    kept, conflicts = [], []
+    rows, conflicts = [], []
     for h, members in groups.items():
         first = labels(frames[members[0]])
         other = next((j for j in members[1:] if not same_labels(first, labels(frames[j]))), None)
         if other is None:
-            kept.append((h, members))
+            by_request: dict[str, list[int]] = {}
+            for j in members:
+                by_request.setdefault(requests[j], []).append(j)
+            rows.extend((h, m) for m in by_request.values())
         elif on_conflict == "error":
             raise LabelConflictError(
                 f"{sources[members[0]]} and {sources[other]}: equal structure ({h}) "
@@ -167,9 +195,9 @@ def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict:
         else:
             conflicts.append((h, tuple(sources[j] for j in members)))
     return Dataset(
-        images=tuple(frames[m[0]] for _, m in kept),
-        hashes=tuple(h for h, _ in kept),
-        sources=tuple(tuple(sources[j] for j in m) for _, m in kept),
+        images=tuple(frames[m[0]] for _, m in rows),
+        hashes=tuple(h for h, _ in rows),
+        sources=tuple(tuple(sources[j] for j in m) for _, m in rows),
         conflicts=tuple(conflicts),
     )
 
@@ -200,10 +228,15 @@ def with_labels(atoms: Atoms, info: dict) -> Atoms:
 
 
 def manifest(ds: Dataset, split: Sequence[str]) -> dict:
-    """JSON-ready record: sources and split of every image, duplicates, conflicts."""
+    """JSON-ready record: sources and split of every image (with every row's sources),
+    duplicates, conflicts."""
+    images: dict[str, dict] = {}
+    for h, s, p in zip(ds.hashes, ds.sources, split):
+        entry = images.setdefault(h, {"sources": [], "split": p, "rows": 0})
+        entry["sources"] += [str(x) for x in s]
+        entry["rows"] += 1
     return {
-        "images": {h: {"sources": [str(x) for x in s], "split": p}
-                   for h, s, p in zip(ds.hashes, ds.sources, split)},
+        "images": images,
         "duplicates": [{"image_hash": h, "kept": str(s[0]), "removed": [str(x) for x in s[1:]]}
                        for h, s in zip(ds.hashes, ds.sources) if len(s) > 1],
         "conflicts": [{"image_hash": h, "sources": [str(x) for x in s]} for h, s in ds.conflicts],

@@ -1,4 +1,4 @@
-"""FIMs of a training set: per-image quantities and masks, store keys, fan-out.
+"""FIMs of a training set: candidates (image, quantity, mask), store keys, fan-out.
 
 This is what Orchestrator's FIMTrainingSetScore computes, with one potential per
 worker instead of one per configuration, and results cached per image.
@@ -23,64 +23,96 @@ from pipeline.store import Store, entry_key, fingerprint
 
 
 @dataclass(frozen=True)
-class TrainingFims:
-    """FIMs in image order, their labels, and how many were computed (not cached)."""
+class Candidate:
+    """One FIM candidate: an input row's image, one quantity, and its row weights."""
 
-    hashes: tuple[str, ...]
-    quantities: tuple[str, ...]
-    fims: np.ndarray  # (n_images, P, P)
+    row: int  # index of the input row (image) it comes from
+    image_hash: str
+    quantity: str
+    mask: np.ndarray | None  # (rows of quantity,) weights, or None
+
+    @property
+    def mask_digest(self) -> str:
+        return "" if self.mask is None else _digest(self.mask)
+
+    @property
+    def id(self) -> str:
+        """``<image_hash>:<quantity>``, then ``:<mask digest>`` for a masked candidate."""
+        return f"{self.image_hash}:{self.quantity}" + (f":{self.mask_digest}" if self.mask is not None else "")
+
+
+@dataclass(frozen=True)
+class TrainingFims:
+    """FIMs in candidate order, their labels, and how many were computed (not cached)."""
+
+    candidates: tuple[Candidate, ...]
+    fims: np.ndarray  # (n_candidates, P, P)
     labels: dict[int, dict]
     computed: int
 
 
-def quantities(frames: Sequence[Atoms], hashes: Sequence[str], default: str, key: str) -> list[str]:
-    """Each image's quantity: its info ``key`` if set, else ``default``; exactly one."""
+def quantities(frames: Sequence[Atoms], hashes: Sequence[str], default: str, key: str) -> list[tuple[str, ...]]:
+    """Each row's quantities: its info ``key`` if set (one name, or several
+    comma-separated, e.g. ``"energy,forces"``), else ``default``."""
     out = []
     for atoms, h in zip(frames, hashes):
         value = atoms.info.get(key, default)
-        if not isinstance(value, str) or value not in QUANTITIES:
+        names = tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else ()
+        if not names or any(n not in QUANTITIES for n in names) or len(set(names)) != len(names):
             raise InputError(
-                f"image {h}: info {key}={value!r}: expected exactly one of {list(QUANTITIES)}; "
-                "to use several quantities of one structure, duplicate the image, one copy per quantity"
+                f"image {h}: info {key}={value!r}: expected one of {list(QUANTITIES)}, or several of them "
+                "comma-separated (e.g. 'energy,forces'), each once; or one copy of the image per quantity"
             )
-        out.append(value)
+        out.append(names)
     return out
 
 
-def masks(frames: Sequence[Atoms], hashes: Sequence[str], kinds: Sequence[str], mask_key: str | None,
+def masks(frames: Sequence[Atoms], hashes: Sequence[str], mask_key: str | None,
           mask_arrays: Sequence[np.ndarray]) -> list[np.ndarray | None]:
-    """Row weights of each image: from per-atom array ``mask_key``, or from
-    ``mask_arrays`` (one per image, or one for all), or None."""
+    """Each row's raw mask: its per-atom array ``mask_key``, or ``mask_arrays`` (one per
+    row, or one for all), or None."""
     if mask_key and mask_arrays:
         raise InputError("fim.mask_key and fim.mask_files: expected one of them, got both")
     if mask_arrays and len(mask_arrays) not in (1, len(frames)):
         raise InputError(f"fim.mask_files: expected 1 or {len(frames)} files (one per image), got {len(mask_arrays)}")
     out: list[np.ndarray | None] = []
-    for i, (atoms, h, kind) in enumerate(zip(frames, hashes, kinds)):
+    for i, (atoms, h) in enumerate(zip(frames, hashes)):
         if mask_key:
             if mask_key not in atoms.arrays:
                 raise InputError(f"image {h}: no per-atom array {mask_key!r} (fim.mask_key); it has {sorted(atoms.arrays)}")
-            raw = atoms.arrays[mask_key]
-        elif mask_arrays:
-            raw = mask_arrays[i if len(mask_arrays) > 1 else 0]
+            out.append(atoms.arrays[mask_key])
         else:
-            out.append(None)
-            continue
-        out.append(as_row_weights(raw, atoms, kind, f"image {h}"))
+            out.append(mask_arrays[i if len(mask_arrays) > 1 else 0] if mask_arrays else None)
     return out
 
 
-def _digest(mask: np.ndarray | None) -> str | None:
-    return None if mask is None else hashlib.blake2b(mask.astype("<f8").tobytes(), digest_size=16).hexdigest()
+def candidates(frames: Sequence[Atoms], hashes: Sequence[str], kinds: Sequence[tuple[str, ...]],
+               raw_masks: Sequence[np.ndarray | None]) -> list[Candidate]:
+    """The candidates of every row, one per quantity, each once (by :attr:`Candidate.id`).
+
+    A row's mask weights the rows of its one quantity; in a row that asks for several
+    quantities it weights the forces (a per-atom mask means nothing for energy or
+    stress), and the other quantities are unmasked."""
+    out: dict[str, Candidate] = {}
+    for i, (atoms, h, qs, raw) in enumerate(zip(frames, hashes, kinds, raw_masks)):
+        for q in qs:
+            masked = raw is not None and (len(qs) == 1 or q == "forces")
+            mask = as_row_weights(raw, atoms, q, f"image {h}") if masked else None
+            c = Candidate(i, h, q, mask)
+            out.setdefault(c.id, c)
+    return list(out.values())
 
 
-def training_fims(frames: Sequence[Atoms], hashes: Sequence[str], potential: PotentialSpec, spec: ParamSpec,
-                  transform: Transform, derivative: Derivative, kinds: Sequence[str],
-                  row_weights: Sequence[np.ndarray | None], store: Store,
+def _digest(mask: np.ndarray) -> str:
+    return hashlib.blake2b(np.asarray(mask).astype("<f8").tobytes(), digest_size=8).hexdigest()
+
+
+def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential: PotentialSpec, spec: ParamSpec,
+                  transform: Transform, derivative: Derivative, store: Store,
                   executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> TrainingFims:
-    """The FIM of every image, through ``store``; only missing images are computed, on
+    """The FIM of every candidate, through ``store``; only missing ones are computed, on
     ``executor`` (see :meth:`Store.get_or_compute`)."""
-    model = worker_resource(make_potential, potential)  # also serves images computed here
+    model = worker_resource(make_potential, potential)  # also serves candidates computed here
     spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
     assignments = resolve(spec, model)
     common = {"potential": potential.as_dict(), "model": model.identity(), "assignments": [list(a) for a in assignments],
@@ -88,10 +120,13 @@ def training_fims(frames: Sequence[Atoms], hashes: Sequence[str], potential: Pot
               "derivative": {**asdict(derivative), "numdifftools": json.loads(derivative.numdifftools)}}
     code = code_digest(image_fim.__module__)
     keys, tasks = [], []
-    for atoms, h, kind, mask in zip(frames, hashes, kinds, row_weights):
-        keys.append(entry_key(h, fingerprint("fim_train", {**common, "quantity": kind, "mask": _digest(mask)}, code)))
+    for c in cands:
+        atoms = frames[c.row]
+        keys.append(entry_key(c.image_hash, fingerprint("fim_train", {**common, "quantity": c.quantity,
+                                                                      "mask": c.mask_digest or None}, code)))
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-        tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, kind, mask, bare))
+        tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, c.quantity, c.mask,
+                             bare))
     fetched = store.get_or_compute(keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)
     fims = np.stack([r["fim"] for r in fetched.results]) if fetched.results else np.zeros((0, 0, 0))
-    return TrainingFims(tuple(hashes), tuple(kinds), fims, spec.labels(), fetched.computed)
+    return TrainingFims(tuple(cands), fims, spec.labels(), fetched.computed)

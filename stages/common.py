@@ -62,8 +62,10 @@ def json_bytes(data: dict) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 
 
-def read_images(path: Path) -> list:
-    """The frames of a stage's extxyz input, each with info ``image_hash``."""
+def read_images(path: Path, unique: bool = False) -> list:
+    """The frames of a stage's extxyz input, each with info ``image_hash``; with
+    ``unique``, the first row of each image only (an image has several rows when its
+    copies ask for several FIM candidates)."""
     import ase.io
 
     try:
@@ -77,6 +79,8 @@ def read_images(path: Path) -> list:
             raise InputError(f"{path}: frame {i}: expected info 'image_hash' (a string), got {atoms.info.get('image_hash')!r}")
     if not frames:
         raise InputError(f"{path}: no images")
+    if unique:
+        frames = list({a.info["image_hash"]: a for a in reversed(frames)}.values())[::-1]
     return frames
 
 

@@ -23,7 +23,7 @@ OUTPUTS = ("descriptors.npz", "descriptors.extxyz", "summary.json")
 
 def run(cfg: Config, out: Path, images: Path) -> dict:
     d, timers = cfg.descriptors, Timers()
-    frames = read_images(images)
+    frames = read_images(images, unique=True)
     with timers("descriptors"):
         result = descriptor_set(frames, [a.info["image_hash"] for a in frames], d.name, d.k, d.cutoff,
                                 store_of(cfg), executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)

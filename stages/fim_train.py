@@ -1,9 +1,12 @@
 """Stage ``fim_train``: the FIM of every training image (FIMTrainingSetScore).
 
-Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
-(outputs/fim_train), all or none: fims.extxyz (every image with info
-``fim_training_set_score``, P×P, and ``image_hash``), fims.npz (image_hash, fim,
-quantity, parameter, extent), summary.json and eigenvalues.png.
+Input ``--images`` (outputs/hash/images.extxyz). A candidate is (image, quantity,
+mask): a row asks for one quantity or several (``energy,forces``), and copies of an
+image asking for others are rows of their own. Outputs in ``--out``
+(outputs/fim_train), all or none: fims.extxyz (every candidate with info ``candidate``,
+``fim_quantity``, ``fim_training_set_score``, P×P, and ``image_hash``), fims.npz
+(candidate, image_hash, quantity, mask digest, fim, parameter, extent), summary.json
+and eigenvalues.png.
 """
 
 from pathlib import Path
@@ -16,7 +19,7 @@ from pipeline.atomic import staged
 from pipeline.errors import InputError
 from pipeline.plots import eigenvalue_spectra
 from pipeline.timing import Timers
-from pipeline.training_fim import masks, quantities, training_fims
+from pipeline.training_fim import candidates, masks, quantities, training_fims
 from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.models import derivative_of, potential_of, transform_of
 from stages.runtime import executor_factory, store_of
@@ -39,24 +42,29 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         hashes = [a.info["image_hash"] for a in frames]
         mask_arrays = [load_mask(p) for p in dataset.expand_paths(f.mask_files, cfg.dataset.root, "fim.mask_files")]
     kinds = quantities(frames, hashes, f.quantity, f.quantity_key)
-    weights = masks(frames, hashes, kinds, f.mask_key, mask_arrays)
+    cands = candidates(frames, hashes, kinds, masks(frames, hashes, f.mask_key, mask_arrays))
     spec = parameters.parse(cfg.potential.parameters_optimize)
     with timers("fim"):
-        result = training_fims(frames, hashes, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
-                               derivative_of(f.derivative), kinds, weights, store_of(cfg),
-                               executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
+        result = training_fims(frames, cands, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
+                               derivative_of(f.derivative), store_of(cfg), executor_factory(cfg.runtime),
+                               cfg.runtime.min_parallel_seconds)
     labels = list(result.labels.values())
-    counts = {"images": len(frames), "computed": result.computed, "cached": len(frames) - result.computed,
-              "parameters": len(labels)}
+    counts = {"images": len(set(hashes)), "candidates": len(cands), "computed": result.computed,
+              "cached": len(cands) - result.computed, "parameters": len(labels)}
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_npz, t_summary, t_png), timers("write"):
-        for atoms, fim in zip(frames, result.fims):
-            atoms.info["fim_training_set_score"] = fim
-        ase.io.write(t_xyz, frames, format="extxyz")
+        rows = []
+        for c, fim in zip(cands, result.fims):
+            atoms = frames[c.row].copy()
+            atoms.info.update(candidate=c.id, fim_quantity=c.quantity, fim_training_set_score=fim)
+            rows.append(atoms)
+        ase.io.write(t_xyz, rows, format="extxyz")
         with open(t_npz, "wb") as fh:
-            np.savez(fh, image_hash=np.array(hashes), fim=result.fims, quantity=np.array(kinds),
-                     parameter=np.array([lab["parameter"] for lab in labels]),
+            np.savez(fh, candidate=np.array([c.id for c in cands]), image_hash=np.array([c.image_hash for c in cands]),
+                     quantity=np.array([c.quantity for c in cands]), mask=np.array([c.mask_digest for c in cands]),
+                     fim=result.fims, parameter=np.array([lab["parameter"] for lab in labels]),
                      extent=np.array([lab["extent"] for lab in labels]))
-        eigenvalue_spectra(result.fims, t_png, f"FIM eigenvalues ({', '.join(sorted(set(kinds)))})")
+        kinds_seen = sorted({c.quantity for c in cands})
+        eigenvalue_spectra(result.fims, t_png, f"FIM eigenvalues ({', '.join(kinds_seen)})")
         params = {"potential": as_dict(cfg.potential), "fim": as_dict(f)}
         done = write_summary(t_summary, "fim_train", params, counts, timers, {"labels": result.labels})
     return done

@@ -1,8 +1,9 @@
 """Stage ``hash``: read the dataset, identify and de-duplicate images, split them.
 
 Outputs in ``--out`` (default outputs/hash), all or none: images.extxyz (unique images
-with info ``image_hash``, ``source`` and ``split``), manifest.json, metrics.json and
-summary.json.
+with info ``image_hash``, ``source`` and ``split``; an image whose copies ask for other
+FIM quantities or masks (``fim.quantity_key``, ``fim.mask_key``) has a row per distinct
+request), manifest.json, metrics.json and summary.json.
 """
 
 from pathlib import Path
@@ -22,15 +23,19 @@ def run(cfg: Config, out: Path) -> dict:
     d, timers = cfg.dataset, Timers()
     with timers("read"):
         frames, sources = dataset.read_all(d.paths, d.require, d.root)
+    requests = [dataset.request(a, cfg.fim.quantity_key, cfg.fim.mask_key) for a in frames]
     with timers("hash"):
-        ds = dataset.deduplicate(frames, sources, d.on_conflict)
-    split = ["test" if t else "train" for t in dataset.split(ds.hashes, d.test_fraction, d.seed)]
+        ds = dataset.deduplicate(frames, sources, d.on_conflict, requests)
+    unique = list(dict.fromkeys(ds.hashes))
+    test = dict(zip(unique, dataset.split(unique, d.test_fraction, d.seed)))
+    split = ["test" if test[h] else "train" for h in ds.hashes]
+    first = {h: a for h, a in zip(reversed(ds.hashes), reversed(ds.images))}
     counts = {
-        "frames_read": len(frames), "unique_images": len(ds.images),
+        "frames_read": len(frames), "unique_images": len(unique), "rows": len(ds.images),
         "duplicates_removed": sum(len(s) - 1 for s in ds.sources),
         "conflicts_dropped": len(ds.conflicts),
-        "train": split.count("train"), "test": split.count("test"),
-        "atoms": sum(len(a) for a in ds.images),
+        "train": sum(not test[h] for h in unique), "test": sum(test[h] for h in unique),
+        "atoms": sum(len(first[h]) for h in unique),
     }
     images = [dataset.with_labels(a, {"image_hash": h, "source": str(s[0]), "split": p})
               for a, h, s, p in zip(ds.images, ds.hashes, ds.sources, split)]
@@ -39,7 +44,8 @@ def run(cfg: Config, out: Path) -> dict:
             ase.io.write(t_images, images, format="extxyz")
             t_manifest.write_bytes(json_bytes(dataset.manifest(ds, split)))
             t_metrics.write_bytes(json_bytes(counts))
-        done = write_summary(t_summary, "hash", as_dict(d), counts, timers)
+        params = {**as_dict(d), "fim.quantity_key": cfg.fim.quantity_key, "fim.mask_key": cfg.fim.mask_key}
+        done = write_summary(t_summary, "hash", params, counts, timers)
     return done
 
 

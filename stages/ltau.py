@@ -32,7 +32,7 @@ def load_fit(path: Path) -> ltau.Fit:
 
 def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> dict:
     timers = Timers()
-    frames = read_images(images)
+    frames = read_images(images, unique=True)
     per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
     query = check_descriptors(np.concatenate(per_image), str(descriptors))
     pdfs, index = load_fit(fit), ltau.read_index(fit / "index.faiss")

@@ -2,9 +2,10 @@
 
 Inputs ``--fims`` (outputs/fim_train/fims.extxyz) and ``--target``
 (outputs/fim_property/fim_property.json). Outputs in ``--out`` (outputs/match), all
-or none: weights.json (image_hash → weight, selected images in image order),
-selected.extxyz (info ``fim_matching_weight_score``), metrics.json, weights.png and
-summary.json.
+or none: weights.json (candidate → image_hash, quantity, mask digest and weight, the
+selected candidates in input order), selected.extxyz (those candidates, info
+``candidate``, ``fim_quantity``, ``fim_matching_weight_score``), metrics.json,
+weights.png and summary.json.
 """
 
 import json
@@ -47,25 +48,36 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
         result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound,
                        m.max_violation)
     chosen = [frames[i] for i in result.selected]
-    weights = {a.info["image_hash"]: float(result.weights[i]) for a, i in zip(chosen, result.selected)}
+    weights = {a.info["candidate"]: {"image_hash": a.info["image_hash"], "quantity": a.info["fim_quantity"],
+                                     "mask": mask_of(a.info["candidate"]), "weight": float(result.weights[i])}
+               for a, i in zip(chosen, result.selected)}
     metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
                "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status,
                "seconds": round(result.seconds, 3)}
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_metrics, t_png, t_summary):
         t_w.write_bytes(json_bytes(weights))
         for atoms, w in zip(chosen, weights.values()):
-            atoms.info["fim_matching_weight_score"] = w
+            atoms.info["fim_matching_weight_score"] = w["weight"]
         ase.io.write(t_xyz, chosen, format="extxyz")
         t_metrics.write_bytes(json_bytes(metrics))
-        plots.weights(np.array(list(weights.values())), t_png, f"{len(chosen)} of {len(frames)} selected ({m.solver})")
+        plots.weights(np.array([w["weight"] for w in weights.values()]), t_png, f"{len(chosen)} of {len(frames)} selected ({m.solver})")
         done = write_summary(t_summary, "match", as_dict(m), metrics, timers)
     return done
 
 
+def mask_of(candidate: str) -> str | None:
+    """The mask digest of a candidate id (``hash:quantity[:mask]``), or None."""
+    parts = candidate.split(":")
+    return parts[2] if len(parts) > 2 else None
+
+
 def candidate_fim(path: Path, atoms, shape: tuple) -> np.ndarray:
+    if not isinstance(atoms.info.get("candidate"), str) or "fim_quantity" not in atoms.info:
+        raise InputError(f"{path}: image {atoms.info['image_hash']}: expected info 'candidate' and 'fim_quantity' "
+                         "(written by the fim_train stage); run it again")
     fim = np.asarray(atoms.info.get("fim_training_set_score", []), dtype=float)
     if fim.size != np.prod(shape):
-        raise InputError(f"{path}: image {atoms.info['image_hash']}: expected fim_training_set_score of the target's "
+        raise InputError(f"{path}: candidate {atoms.info['candidate']}: expected fim_training_set_score of the target's "
                          f"shape {shape}, got {fim.shape}; were both made with the same potential.parameters_optimize?")
     return fim.reshape(shape)
 

@@ -42,7 +42,7 @@ def reference(cfg: Config, frames, per_image) -> np.ndarray:
 
 def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     q, timers = cfg.quests, Timers()
-    frames = read_images(images)
+    frames = read_images(images, unique=True)
     per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
     x = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
     ref = entropy.check_descriptors(reference(cfg, frames, per_image), f"quests.reference={q.reference}")

@@ -45,7 +45,7 @@ def test_outputs_match_a_direct_computation_and_are_cached(tmp_path):
     path, frames = images_file(tmp_path)
     cfg = config(tmp_path)
     first = fim_train.run(cfg, tmp_path / "out", path)
-    assert first["counts"] == {"images": 4, "computed": 4, "cached": 0, "parameters": 2}
+    assert first["counts"] == {"images": 4, "candidates": 4, "computed": 4, "cached": 0, "parameters": 2}
     assert first["labels"] == {0: {"parameter": "A", "extent": 0}, 1: {"parameter": "B", "extent": 0}}
     npz = np.load(tmp_path / "out/fims.npz")
     assert list(npz["image_hash"]) == [a.info["image_hash"] for a in frames]
@@ -95,6 +95,35 @@ def test_per_image_quantity_overrides_the_default(tmp_path):
     np.testing.assert_allclose(npz["fim"][1], energy_fim, rtol=1e-12)
 
 
+def test_several_quantities_per_image_are_separate_candidates(tmp_path):
+    from test_fim import SW_SPEC, task
+
+    from pipeline.fim import fim_of
+    from pipeline.potential import make_potential
+
+    path, frames = images_file(tmp_path, n=2)
+    frames[0].info["fim_quantity"] = "energy,forces,stress"
+    for atoms in frames:
+        atoms.arrays["keep"] = (np.arange(len(atoms)) < 3).astype(float)
+    ase.io.write(path, frames)
+    done = fim_train.run(config(tmp_path, "fim.mask_key=keep"), tmp_path / "o", path)
+    assert done["counts"]["candidates"] == 4 and done["counts"]["images"] == 2
+    npz = np.load(tmp_path / "o/fims.npz")
+    h0, h1 = (a.info["image_hash"] for a in frames)
+    assert list(npz["quantity"]) == ["energy", "forces", "stress", "forces"]
+    assert list(npz["image_hash"]) == [h0, h0, h0, h1]
+    assert [bool(m) for m in npz["mask"]] == [False, True, False, True]  # a per-atom mask weights forces only
+    assert len(set(npz["candidate"])) == 4 and npz["candidate"][1].startswith(f"{h0}:forces:")
+    pot = make_potential(SW_SPEC)
+    atoms = ase.io.read(path, 0)
+    for i, quantity in enumerate(["energy", "stress"]):
+        direct = fim_of(pot, task(pot, ["A", "B"], atoms, quantity))["fim"]
+        np.testing.assert_allclose(npz["fim"][2 * i], direct, rtol=1e-12)
+    rows = ase.io.read(tmp_path / "o/fims.extxyz", ":")
+    assert [a.info["fim_quantity"] for a in rows] == list(npz["quantity"])
+    assert [a.info["candidate"] for a in rows] == list(npz["candidate"])
+
+
 def test_per_atom_mask_keeps_only_those_atoms(tmp_path):
     path, frames = images_file(tmp_path, n=2)
     for atoms in frames:
@@ -121,7 +150,7 @@ def run_cli(tmp_path, path, *overrides):
 
 
 @pytest.mark.parametrize("change,overrides,message", [
-    ({"fim_quantity": "energy forces"}, [], "expected exactly one of ['energy', 'forces', 'stress']; to use several"),
+    ({"fim_quantity": "energy forces"}, [], "expected one of ['energy', 'forces', 'stress'], or several of them"),
     ({}, ["fim.mask_key=nope"], "no per-atom array 'nope'"),
     ({}, ["potential.parameters_optimize={sigmaa: [[default]]}"], "has no parameter 'sigmaa'; it has ['A', 'B', 'p'"),
     ({}, ["potential.kim_id=Nope_Model"], "no KIM portable model 'Nope_Model'"),

@@ -63,7 +63,7 @@ def test_match_output_and_solvers_agree(example):
     assert all(a.info["split"] == "train" for a in selected)
     metrics = json.loads((tmp / "match_CLARABEL/metrics.json").read_text())
     assert metrics["candidates"] == 32 and metrics["selected"] == len(ref)
-    assert metrics["sum_weights"] == pytest.approx(sum(ref.values()))
+    assert metrics["sum_weights"] == pytest.approx(sum(w["weight"] for w in ref.values()))
 
 
 def cli(tmp_path, module, *args, overrides=()):

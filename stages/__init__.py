@@ -1,0 +1,1 @@
+"""DVC stage modules: one short script per stage of dvc.yaml."""

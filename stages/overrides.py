@@ -66,8 +66,8 @@ def combined(recorded: list[str], given: list[str]) -> list[str]:
 
 def _primary_dir(loader) -> Path | None:
     for element in loader.get_search_path().get_path():
-        if element.provider == "main" and element.path.startswith("file://"):
-            return Path(element.path[len("file://"):])
+        if element.provider == "main" and not element.path.startswith("pkg://"):
+            return Path(element.path.removeprefix("file://"))
     return None
 
 

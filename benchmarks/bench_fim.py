@@ -32,7 +32,7 @@ from pipeline.hashing import image_hashes
 from pipeline.parameters import parse
 from pipeline.potential import PotentialSpec, make_potential
 from pipeline.store import Store
-from pipeline.training_fim import training_fims
+from pipeline.training_fim import candidates, training_fims
 from pipeline.transforms import Transform
 
 MODEL = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
@@ -73,8 +73,9 @@ def stage_per_image(frames, names, executor, min_parallel_seconds=0.0) -> float:
     spec = parse({n: [["default"]] for n in names})
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        out = training_fims(frames, image_hashes(frames), SPEC, spec, IDENTITY, CENTRAL,
-                            ["forces"] * len(frames), [None] * len(frames), Store(root), executor,
+        hashes = image_hashes(frames)
+        cands = candidates(frames, hashes, [("forces",)] * len(frames), [None] * len(frames))
+        out = training_fims(frames, cands, SPEC, spec, IDENTITY, CENTRAL, Store(root), executor,
                             min_parallel_seconds)
         elapsed = time.perf_counter() - start
     assert out.computed == len(frames)

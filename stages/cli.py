@@ -10,6 +10,7 @@
 
 import argparse
 import json
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +21,7 @@ from pipeline.store import Store
 from stages import overrides as recorded
 from stages.common import load_config
 from stages.schema import StoreConfig, register
-from stages.validate import validate
+from stages.validate import files, validate
 
 
 def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True) -> None:
@@ -49,6 +50,19 @@ def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True
         tmp.unlink(missing_ok=True)
 
 
+def untracked(paths: list[Path]) -> list[Path]:
+    """Those of ``paths`` that git does not track and no ``.dvc`` file covers (none
+    outside a git checkout)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", *map(str, paths)], capture_output=True, text=True,
+                                check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    tracked = {Path(p).resolve() for p in listed}
+    covered = lambda p: any((q.parent / f"{q.name}.dvc").exists() for q in (p, *p.parents))  # noqa: E731
+    return [p for p in paths if p.resolve() not in tracked and not covered(p.resolve())]
+
+
 def store_path(params: Path) -> Path:
     return Path(load_config(params).store.path if params.exists() else StoreConfig().path)
 
@@ -74,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise ConfigError("atomsieve compose: --reset takes no overrides (it composes conf/ as it is)")
             given = [] if args.reset else args.overrides or recorded.read(args.conf) or []
             compose(given, args.out, args.conf)
+            for path in untracked(files(load_config(args.out))):
+                print(f"warning: {path} is not tracked by git or DVC: `dvc repro` reads it, but queued and --temp "
+                      f"experiments will not see it; run `git add {path}` (or `dvc add {path}`) and commit",
+                      file=sys.stderr)
             return
         store = Store(args.path or store_path(args.params))
         result = {"info": lambda: asdict(store.info()), "gc": store.gc,

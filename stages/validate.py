@@ -7,6 +7,8 @@ library module in every stage's code closure); each library function checks the
 options it uses, with the same messages.
 """
 
+from pathlib import Path
+
 from pipeline import parameters
 from pipeline.dataset import LABELS, ON_CONFLICT, expand_paths
 from pipeline.descriptors import DESCRIPTORS
@@ -58,16 +60,17 @@ def validate(cfg: Config) -> Config:
         parse_targets(cfg.target.properties)
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation)
-    _files(cfg)
+    files(cfg)
     return cfg
 
 
-def _files(cfg: Config) -> None:
-    """Every file a param names exists and lies under ``dataset.root`` (what DVC tracks)."""
+def files(cfg: Config) -> list[Path]:
+    """Every file a param names; each must exist and lie under ``dataset.root`` (what DVC
+    tracks)."""
     root = cfg.dataset.root
-    expand_paths(cfg.dataset.paths, root, "dataset.paths")
-    expand_paths(cfg.fim.mask_files, root, "fim.mask_files")
+    out = expand_paths(cfg.dataset.paths, root, "dataset.paths")
+    out += expand_paths(cfg.fim.mask_files, root, "fim.mask_files")
     if cfg.quests.reference not in ("train", "all"):
-        expand_paths([cfg.quests.reference], root, "quests.reference")
-    expand_paths([cfg.ltau.train_images], root, "ltau.train_images")
-    expand_paths(cfg.ltau.error_logs, root, "ltau.error_logs")
+        out += expand_paths([cfg.quests.reference], root, "quests.reference")
+    out += expand_paths([cfg.ltau.train_images], root, "ltau.train_images")
+    return out + expand_paths(cfg.ltau.error_logs, root, "ltau.error_logs")

@@ -72,3 +72,29 @@ def test_unknown_key_in_params_file(tmp_path):
     path.write_text((ROOT / "params.yaml").read_text() + "dataset_typo: 1\n")
     with pytest.raises(ConfigError, match="dataset_typo"):
         load_config(path)
+
+
+def test_a_dict_override_replaces_the_presets_dict_and_a_section_merges(tmp_path):
+    out = tmp_path / "p.yaml"
+    compose_params(["potential=sw_si_all", "potential.parameters_optimize={sigma:[[default]]}",
+                    "potential.transform={type:log}"], out, ROOT / "conf", record=False)
+    cfg = load_config(out)
+    assert cfg.potential.parameters_optimize == {"sigma": [["default"]]}
+    assert cfg.potential.transform.type == "log" and cfg.potential.transform.a == []
+
+
+def test_recorded_overrides_come_first_and_given_ones_win():
+    assert overrides.combined(["dataset.seed=3", "potential=sw_si_all", "dataset.paths=[data/a.xyz]"],
+                              ["dataset.seed=5", "potential=lj_ase"]) == [
+        "dataset.paths=[data/a.xyz]", "dataset.seed=5", "potential=lj_ase"]
+
+
+def test_experiment_workspaces_share_the_project_root(tmp_path):
+    from stages.common import project_root, untracked_hint
+
+    work = tmp_path / "proj/.dvc/tmp/exps/tmpab12cd/sub"
+    work.mkdir(parents=True)
+    assert project_root(work) == (tmp_path / "proj").resolve()
+    assert project_root(tmp_path / "proj") == (tmp_path / "proj").resolve()
+    assert "git add" in untracked_hint("dataset.paths: data/x.extxyz: no such file", work)
+    assert untracked_hint("dataset.paths: data/x.extxyz: no such file", tmp_path / "proj") == ""

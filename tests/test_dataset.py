@@ -6,6 +6,7 @@ import pytest
 from conftest import labelled_si
 
 from pipeline import dataset
+from pipeline.dataset import Source, deduplicate, manifest, request
 from pipeline.errors import ConfigError, InputError, LabelConflictError
 from pipeline.hashing import image_hash
 
@@ -125,3 +126,22 @@ def test_with_labels_keeps_other_info_and_per_atom_arrays(tmp_path):
     assert back.info["fim_quantity"] == "energy" and back.info["image_hash"] == "v1-y"
     np.testing.assert_array_equal(back.arrays["mask"], np.arange(8.0))
     np.testing.assert_allclose(back.get_forces(), atoms.get_forces(), atol=1e-8)
+
+
+def test_copies_asking_for_other_candidates_are_rows_not_duplicates():
+    base = labelled_si(5)
+    copies = []
+    for quantity, keep in [("energy", None), ("forces", None), ("forces", 3), ("forces", 3), ("energy", None)]:
+        atoms = base.copy()
+        atoms.calc = base.calc
+        atoms.info["fim_quantity"] = quantity
+        if keep is not None:
+            atoms.arrays["keep"] = (np.arange(len(atoms)) < keep).astype(float)
+        copies.append(atoms)
+    sources = [Source("f.extxyz", i) for i in range(len(copies))]
+    requests = [request(a, "fim_quantity", "keep") for a in copies]
+    ds = deduplicate(copies, sources, requests=requests)
+    assert len(ds.images) == 3 and ds.unique == 1 and len(set(ds.hashes)) == 1
+    assert [[s.frame for s in group] for group in ds.sources] == [[0, 4], [1], [2, 3]]
+    assert len(deduplicate(copies, sources).images) == 1  # without requests: plain duplicates
+    assert manifest(ds, ["train"] * 3)["images"][ds.hashes[0]]["rows"] == 3

@@ -127,7 +127,8 @@ def test_3_4_a_queued_sweep_runs_on_the_composed_data_and_shares_the_store(commi
     # data that git does not track is not in an experiment's workspace: say why and what to run
     (committed / "data/other").mkdir()
     ase.io.write(committed / "data/other/x.extxyz", user_cells(2, seed=7))
-    sh(committed, "atomsieve", "compose", "dataset.paths=[data/other/x.extxyz]")
+    warned = sh(committed, "atomsieve", "compose", "dataset.paths=[data/other/x.extxyz]")
+    assert "warning: data/other/x.extxyz is not tracked by git or DVC" in warned
     sh(committed, "git", "add", "conf/overrides.yaml", "params.yaml")
     sh(committed, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other")
     sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=5", "--queue")

@@ -70,6 +70,7 @@ class PropertyFim:
     value_labels: tuple[str, ...]
     covariances: tuple[np.ndarray, ...]
     labels: dict[int, dict]
+    model: dict  # the potential's outside identity (versions, file digests)
 
 
 def covariance(target: Target, values: np.ndarray) -> np.ndarray:
@@ -170,4 +171,4 @@ def property_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform
         covs.append(cov)
         row += m
     labels = tuple(lab for t in targets for lab in t.labels())
-    return PropertyFim((fim + fim.T) / 2, jac, values, labels, tuple(covs), spec.labels())
+    return PropertyFim((fim + fim.T) / 2, jac, values, labels, tuple(covs), spec.labels(), model.identity())

@@ -49,6 +49,7 @@ class TrainingFims:
     fims: np.ndarray  # (n_candidates, P, P)
     labels: dict[int, dict]
     computed: int
+    model: dict  # the potential's outside identity (versions, file digests), as in the store keys
 
 
 def quantities(frames: Sequence[Atoms], hashes: Sequence[str], default: str, key: str) -> list[tuple[str, ...]]:
@@ -129,4 +130,4 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
                              bare))
     fetched = store.get_or_compute(keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)
     fims = np.stack([r["fim"] for r in fetched.results]) if fetched.results else np.zeros((0, 0, 0))
-    return TrainingFims(tuple(cands), fims, spec.labels(), fetched.computed)
+    return TrainingFims(tuple(cands), fims, spec.labels(), fetched.computed, common["model"])

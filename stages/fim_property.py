@@ -31,7 +31,7 @@ def run(cfg: Config, out: Path) -> dict:
     params = {"potential": as_dict(cfg.potential), "target": as_dict(cfg.target)}
     with staged([out / name for name in OUTPUTS]) as (t_json, t_summary):
         t_json.write_bytes(json_bytes(data))
-        done = write_summary(t_summary, "fim_property", params, counts, timers, {"values": data["values"]})
+        done = write_summary(t_summary, "fim_property", params, counts, timers, {"values": data["values"], "model": result.model})
     return done
 
 

@@ -66,7 +66,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         kinds_seen = sorted({c.quantity for c in cands})
         eigenvalue_spectra(result.fims, t_png, f"FIM eigenvalues ({', '.join(kinds_seen)})")
         params = {"potential": as_dict(cfg.potential), "fim": as_dict(f)}
-        done = write_summary(t_summary, "fim_train", params, counts, timers, {"labels": result.labels})
+        done = write_summary(t_summary, "fim_train", params, counts, timers, {"labels": result.labels, "model": result.model})
     return done
 
 

@@ -112,7 +112,7 @@ def test_3_4_a_queued_sweep_runs_on_the_composed_data_and_shares_the_store(commi
     assert summary(committed, "fim_train")["counts"]["computed"] == 8
     commit(committed, "ran")
     sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=1,2", "--queue")
-    sh(committed, "dvc", "exp", "run", "--run-all")
+    sh(committed, "dvc", "exp", "run", "--run-all", "-j", "2")  # two DVC workers at once, one store
     refs = sh(committed, "git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
     assert len(refs) == 2
     for ref in refs:

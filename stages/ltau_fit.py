@@ -37,14 +37,15 @@ def run(cfg: Config, out: Path) -> dict:
     logs = expand_paths(c.error_logs, cfg.dataset.root, "ltau.error_logs")
     frames = read_frames(images)
     with timers("descriptors"):
-        train = descriptor_set(frames, image_hashes(frames), d.name, d.k, d.cutoff, store_of(cfg)).values
-    train = check_descriptors(train, c.train_images)
+        described = descriptor_set(frames, image_hashes(frames), d.name, d.k, d.cutoff, store_of(cfg))
+    train = check_descriptors(described.values, c.train_images)
     errors = ltau.error_samples([load_log(p) for p in logs], len(train), [str(p) for p in logs])
     lo, hi = c.range if c.range is not None else (None, None)
     with timers("fit"):
         fit = ltau.fit_pdfs(errors, c.nbins, c.bin_spacing, lo, hi)
         index = ltau.build_index(train, c.index, dict(c.index_args))
     counts = {"training_atoms": len(train), "samples_per_atom": errors.shape[1], "bins": c.nbins,
+              "computed": described.computed, "cached": len(frames) - described.computed,
               "clipped_samples": fit.clipped}
     with staged([out / name for name in OUTPUTS]) as (t_npz, t_index, t_summary):
         with open(t_npz, "wb") as fh:

@@ -14,12 +14,20 @@ from pipeline.errors import ConfigError, InputError
 
 
 def load_class(path: str):
-    """The class named by ``module.Class``."""
+    """The ASE calculator class named by ``module.Class``: importing the module runs it
+    (as Hydra's ``_target_`` does), but nothing that is not an ASE calculator class is
+    ever called."""
+    from ase.calculators.calculator import BaseCalculator
+
     module, _, name = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)
+        found = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as err:
         raise ConfigError(f"potential.calculator: cannot import {path!r}: {err}") from err
+    if not (isinstance(found, type) and issubclass(found, BaseCalculator)):
+        raise ConfigError(f"potential.calculator: expected an ASE calculator class (a subclass of "
+                          f"ase.calculators.calculator.BaseCalculator), got {path!r}, a {type(found).__name__}")
+    return found
 
 
 class ASEPotential:

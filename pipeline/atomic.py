@@ -34,6 +34,13 @@ def commit(tmp: Path, path: Path) -> None:
     fsync_dir(path.parent)
 
 
+def open_new(path: Path):
+    """``path`` opened for binary writing, created here and now: never an existing file,
+    and never through a symbolic link planted at that name."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    return os.fdopen(fd, "wb")
+
+
 def write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (temp file in ``tmp_dir`` or beside it).
 
@@ -42,7 +49,7 @@ def write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None, durable: b
     survives a power cut (a cache entry lost that way is only recomputed)."""
     tmp = temp_name(path) if tmp_dir is None else tmp_dir / temp_name(path).name
     try:
-        with open(tmp, "wb") as f:
+        with open_new(tmp) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -54,11 +61,37 @@ def write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None, durable: b
         fsync_dir(path.parent)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Remove the temporary siblings of ``path`` (:func:`temp_name`) that a killed
+    writer left behind: those whose process is gone. Returns how many."""
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        if len(parts) == 3 and parts[0].isdigit() and not _alive(int(parts[0])):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextmanager
 def staged(paths: list[Path]) -> Iterator[list[Path]]:
     """Temporary paths for several outputs, all renamed into place only if the block
     finishes without error; on error every temporary file is removed, and so are
-    directories this call created."""
+    directories this call created. Temporary files that a killed earlier writer of
+    these outputs left are removed first."""
+    for path in paths:
+        if path.parent.is_dir():
+            remove_stale_temps(path)
     made = [d for d in {p.parent for p in paths} if not d.exists()]
     for d in made:
         d.mkdir(parents=True)

@@ -11,10 +11,13 @@ worker with :func:`worker_resource`, once per worker thread, and reused.
 """
 
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pipeline.errors import ConfigError, check_choice
@@ -46,13 +49,47 @@ def open_executor(kind: str = "process", workers: int = 0, dask_address: str | N
     if kind == "serial":
         yield SerialExecutor()
     elif kind == "process":
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver"),
+                                 initializer=exit_with, initargs=(os.getpid(),)) as pool:
             yield pool
     else:
         from pipeline.dask_backend import dask_executor
 
         with dask_executor(n, dask_address) as pool:
             yield pool
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """A maker of an executor (``spec()`` opens it, see :func:`open_executor`) that
+    knows its worker count, so callers can tell whether starting it pays."""
+
+    kind: str = "process"
+    workers: int = 0  # 0: one per core
+    dask_address: str | None = None
+
+    @property
+    def count(self) -> int:
+        return self.workers or multiprocessing.cpu_count()
+
+    def __call__(self):
+        return open_executor(self.kind, self.workers, self.dask_address)
+
+
+def exit_with(parent: int, every: float = 1.0) -> None:
+    """In a worker: end this process within ``every`` seconds of process ``parent``'s end
+    (a killed stage must not leave its workers behind, each holding a model)."""
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def worker_resource(factory: Callable[..., T], *args: Hashable) -> T:

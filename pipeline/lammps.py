@@ -8,6 +8,7 @@ set``; no model is compiled. Needs the ``lmp`` command (Debian: ``apt-get instal
 lammps``); units metal (Å, eV, bar).
 """
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -68,10 +69,38 @@ def lmp() -> str:
     return path
 
 
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a KIM model or parameter name: nothing a LAMMPS script could run
+LATTICES = ("diamond", "fcc", "bcc")
+
+
+def _word(value, what: str, allowed=None, expected: str | None = None) -> str:
+    if not isinstance(value, str) or not NAME.fullmatch(value) or (allowed is not None and value not in allowed):
+        expected = expected or (f"one of {list(allowed)}" if allowed is not None else "a name of letters, digits and _")
+        raise InputError(f"backend lammps: {what}: expected {expected}, got {value!r}")
+    return value
+
+
+def _number(value, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value):
+        raise InputError(f"backend lammps: {what}: expected a finite number, got {value!r}")
+    return repr(float(value))
+
+
 def script(model: str, species: str, lattice: str, a: float, params: dict, out: Path, data: Path) -> str:
-    """One LAMMPS input: relax the box, then four strained, position-relaxed cells."""
-    sets = "\n".join(f"kim param set {name} {k + 1} {value!r}" for (name, k), value in params.items())
-    fresh = f"lattice {lattice} {a!r}\nregion box prism 0 1 0 1 0 1 0 0 0 units lattice\n" \
+    """One LAMMPS input: relax the box, then four strained, position-relaxed cells.
+
+    Every value written into it is checked first (names against a strict pattern, the
+    species against ASE's element table, numbers as finite floats), so no config value
+    can add a command to the script."""
+    from ase.data import chemical_symbols
+
+    model, lattice = _word(model, "kim_id"), _word(lattice, "lattice", LATTICES)
+    species = _word(species, "species", chemical_symbols[1:], "an element symbol (H ... Og)")
+    a = _number(a, "a_guess")
+    sets = "\n".join(f"kim param set {_word(name, 'parameter')} {int(k) + 1} {_number(value, name)}"
+                     for (name, k), value in params.items())
+    fresh = f"lattice {lattice} {a}\nregion box prism 0 1 0 1 0 1 0 0 0 units lattice\n" \
             "create_box 1 box\ncreate_atoms 1 box"
     text = HEADER.format(model=model, structure=fresh, species=species, params=sets)
     text += RELAX.format(cells=1, out=out, data=data)

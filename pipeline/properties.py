@@ -37,7 +37,14 @@ class Crystal:
 
 
 def crystal(lattice: str, species: str, a_guess: float | None) -> Crystal:
+    from ase.data import chemical_symbols
+
     check_choice("target.properties.*.lattice", lattice, LATTICES)
+    if species not in chemical_symbols[1:]:
+        raise ConfigError(f"target.properties.*.species: expected an element symbol (H ... Og), got {species!r}")
+    if a_guess is not None and (isinstance(a_guess, bool) or not isinstance(a_guess, (int, float))
+                                or not 0 < a_guess < 1e3):
+        raise ConfigError(f"target.properties.*.a_guess: expected a lattice constant in Å, got {a_guess!r}")
     if a_guess is None:
         from ase.data import atomic_numbers, reference_states
 

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from pipeline.atomic import TMP_SUFFIX, fsync_dir, write_bytes
 from pipeline.errors import StoreError
+from pipeline.executors import SerialExecutor
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,17 @@ def decode(key: str, data: bytes) -> Arrays:
     return arrays
 
 
+def read_index(path: Path) -> dict[str, tuple[int, int]]:
+    """A pack index ``{key: [offset, length]}``; ``ValueError`` if it is not one."""
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, dict):
+        raise ValueError(f"expected an object {{key: [offset, length]}}, got {type(entries).__name__}")
+    for key, value in entries.items():
+        if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int and v >= 0 for v in value)):
+            raise ValueError(f"entry {key!r}: expected [offset >= 0, length >= 0], got {value!r}")
+    return {k: (v[0], v[1]) for k, v in entries.items()}
+
+
 def _pack_name() -> str:
     return f"pack-{time.time_ns():020d}-{secrets.token_hex(4)}"
 
@@ -137,6 +150,14 @@ class Store:
         self.root = Path(root)
         self._index: dict[str, tuple[Path, int, int]] = {}
         self._indexed: frozenset[Path] = frozenset()
+        self._unwritable: str | None = None  # why writes failed; then results are only returned
+
+    def _mkdir(self, path: Path) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # e.g. store.path names a file
+            raise StoreError(f"store {self.root}: cannot make the folder {path} ({err.strerror}); "
+                             "store.path must name a folder") from err
 
     def _loose(self, key: str) -> Path:
         return self.root / "objects" / key[:2] / f"{key}.npz"
@@ -182,9 +203,10 @@ class Store:
         index: dict[str, tuple[Path, int, int]] = {}
         for idx in sorted(idx_files):
             try:
-                entries = json.loads(idx.read_text())
+                entries = read_index(idx)
             except (OSError, ValueError) as err:
-                log.warning("store: unreadable pack index %s (%s); ignored", idx, err)
+                log.warning("store: damaged pack index %s (%s); ignored, its entries will be recomputed "
+                            "(`atomsieve store gc` removes it)", idx, err)
                 continue
             pack = idx.with_suffix(".pack")
             index.update({k: (pack, off, n) for k, (off, n) in entries.items()})
@@ -194,9 +216,9 @@ class Store:
         """Write an entry atomically (an existing one with this key is replaced)."""
         data = encode(key, arrays)
         path = self._loose(key)
+        self._mkdir(path.parent)
+        self._mkdir(self.root / "tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            (self.root / "tmp").mkdir(exist_ok=True)
             write_bytes(path, data, tmp_dir=self.root / "tmp", durable=False)
         except OSError as err:
             raise StoreError(f"store {self.root}: cannot write entry {key}: {err}") from err
@@ -210,9 +232,9 @@ class Store:
             index[key] = [offset, len(data)]
             offset += len(data)
         name = _pack_name()
+        self._mkdir(packs)
+        self._mkdir(self.root / "tmp")
         try:
-            packs.mkdir(parents=True, exist_ok=True)
-            (self.root / "tmp").mkdir(exist_ok=True)
             write_bytes(packs / f"{name}.pack", b"".join(entries.values()), tmp_dir=self.root / "tmp", durable=False)
             write_bytes(packs / f"{name}.idx", canonical_json(index).encode(), tmp_dir=self.root / "tmp",
                         durable=False)
@@ -230,11 +252,12 @@ class Store:
     ) -> Fetched:
         """``fn(payload)`` for every key not yet stored; stored results for the rest.
 
-        ``executor`` makes the executor to submit work to (e.g. a partial of
-        :func:`pipeline.executors.open_executor`); with None, work is done here. With
-        ``min_parallel_seconds`` > 0 the first missing item is computed here and
-        timed, and the executor is made only if the rest is expected to take longer
-        than that (starting workers costs about a second). Results are stored in
+        ``executor`` makes the executor to submit work to (e.g. a
+        :class:`pipeline.executors.ExecutorSpec`, whose ``count`` is its number of
+        workers); with None, work is done here. With ``min_parallel_seconds`` > 0, the
+        start-up cost of the workers, the first missing items (up to 3) are computed here
+        and timed, and the executor is made only if it pays: if the rest split among
+        the workers, plus the start-up, is expected to take less than the rest here. Results are stored in
         segments as they arrive, and what is buffered is stored also when the run
         fails or is interrupted; a killed run loses at most one segment's work.
         """
@@ -251,7 +274,12 @@ class Store:
 
         def flush() -> None:
             nonlocal flushed, size
-            self.put_segment(buffer)
+            if self._unwritable is None:
+                try:
+                    self.put_segment(buffer)
+                except StoreError as err:  # a cache: the results are still returned, not kept
+                    self._unwritable = str(err)
+                    log.warning("%s; this run's results are used but not cached", err)
             buffer.clear()
             flushed, size = time.monotonic(), 0
 
@@ -269,11 +297,16 @@ class Store:
 
             try:
                 if executor is not None and min_parallel_seconds > 0 and pending:
-                    (key, i), pending = pending[0], pending[1:]
-                    start = time.perf_counter()
-                    keep(key, fn(payloads[i]))
-                    if (time.perf_counter() - start) * len(pending) < min_parallel_seconds:
-                        log.info("%s: %d items left, too little work for workers; computing here", desc, len(pending))
+                    timed: list[float] = []
+                    while pending and len(timed) < 3 and sum(timed) < min_parallel_seconds:
+                        (key, i), pending = pending[0], pending[1:]
+                        start = time.perf_counter()
+                        keep(key, fn(payloads[i]))
+                        timed.append(time.perf_counter() - start)
+                    rest, workers = min(timed) * len(pending), getattr(executor, "count", os.cpu_count() or 1)
+                    if workers < 2 or min_parallel_seconds + rest / workers >= rest:
+                        log.info("%s: %d items left (about %.2g s), too little work to start %d workers; "
+                                 "computing here", desc, len(pending), rest, workers)
                         executor = None
                 with executor() if pending and executor is not None else nullcontext(None) as ex:
                     for key, arrays in self._compute(pending, payloads, fn, ex):
@@ -285,7 +318,7 @@ class Store:
 
     @staticmethod
     def _compute(pending, payloads, fn, executor) -> Iterator[tuple[str, Arrays]]:
-        if executor is None:
+        if executor is None or isinstance(executor, SerialExecutor):  # one at a time, so each is stored as it ends
             for key, i in pending:
                 yield key, fn(payloads[i])
             return
@@ -299,10 +332,19 @@ class Store:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """The store's maintenance lock; ``.lock`` is never truncated, nor followed if
+        it is a symbolic link."""
+        self._mkdir(self.root)
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise StoreError(f"store {self.root}: cannot open {self.root / '.lock'} ({err.strerror}); "
+                             "it must be a plain file: remove it") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
 
     def _loose_paths(self) -> list[Path]:
         return sorted((self.root / "objects").glob("*/*.npz"))
@@ -323,8 +365,9 @@ class Store:
 
     def gc(self, stale_seconds: float = STALE_TMP_SECONDS) -> dict[str, int]:
         """Remove temporary files and packs without an index older than
-        ``stale_seconds``, and damaged loose entries. Returns counts of what was removed."""
-        removed = {"temp_files": 0, "damaged_entries": 0, "orphan_packs": 0}
+        ``stale_seconds``, damaged loose entries, and damaged pack indexes with their
+        packs. Returns counts of what was removed."""
+        removed = {"temp_files": 0, "damaged_entries": 0, "orphan_packs": 0, "damaged_indexes": 0}
         with self._locked():
             now = time.time()
             for tmp in (self.root / "tmp").glob(f"*{TMP_SUFFIX}"):
@@ -337,6 +380,13 @@ class Store:
                 except ValueError:
                     path.unlink(missing_ok=True)
                     removed["damaged_entries"] += 1
+            for idx in (self.root / "packs").glob("pack-*.idx"):
+                try:
+                    read_index(idx)
+                except (OSError, ValueError):
+                    idx.with_suffix(".pack").unlink(missing_ok=True)
+                    idx.unlink(missing_ok=True)
+                    removed["damaged_indexes"] += 1
             for pack in (self.root / "packs").glob("pack-*.pack"):  # a writer's index may be on its way
                 if not pack.with_suffix(".idx").exists() and now - pack.stat().st_mtime > stale_seconds:
                     pack.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ DVC runs queued and ``--temp`` experiments in copies of the project under
 ``.dvc/tmp/exps/``, and every one of them must share the project's one store.
 """
 
-from functools import partial
 from pathlib import Path
 
 from pipeline.store import Store
@@ -19,7 +18,7 @@ def store_of(cfg: Config) -> Store:
 
 
 def executor_factory(runtime):
-    """A zero-argument maker of the configured executor, for Store.get_or_compute."""
-    from pipeline.executors import open_executor
+    """The configured executor's maker, for Store.get_or_compute."""
+    from pipeline.executors import ExecutorSpec
 
-    return partial(open_executor, runtime.executor, runtime.workers, runtime.dask.address)
+    return ExecutorSpec(runtime.executor, runtime.workers, runtime.dask.address)

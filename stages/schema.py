@@ -34,7 +34,7 @@ class DaskConfig:
 class RuntimeConfig:
     executor: str = "process"  # serial | process | dask
     workers: int = 0  # 0: one per core
-    min_parallel_seconds: float = 2.0  # start workers only for more estimated work than this
+    min_parallel_seconds: float = 2.0  # start-up cost of the workers: started only where they pay
     dask: DaskConfig = field(default_factory=DaskConfig)
     log_level: str = "INFO"
 

@@ -13,6 +13,7 @@ quantities of one structure (one copy per quantity).
 import glob
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,10 +114,15 @@ def read_frames(path: Path) -> list[Atoms]:
     try:
         for atoms in ase.io.iread(str(path), index=":", format=fmt):
             frames.append(atoms)
+    except KeyError as err:  # ASE's symbol lookup
+        raise InputError(f"{path}: frame {len(frames)}: unknown element symbol {err.args[0]!r} "
+                         "(expected one of ASE's chemical symbols, H ... Og)") from err
     except Exception as err:  # ASE raises many types for malformed input
         raise InputError(
             f"{path}: frame {len(frames)}: cannot read as {fmt}: {type(err).__name__}: {err}"
         ) from err
+    if not frames:
+        raise InputError(f"{path}: no frames (an empty file)")
     return frames
 
 
@@ -124,6 +130,62 @@ def labels(atoms: Atoms) -> dict[str, np.ndarray]:
     """The labels of ``atoms`` among :data:`LABELS`, as float arrays."""
     results = atoms.calc.results if atoms.calc is not None else {}
     return {k: np.asarray(results[k], dtype=float) for k in LABELS if k in results}
+
+
+LABEL_SHAPES = {"energy": lambda n: {()}, "forces": lambda n: {(n, 3)}, "stress": lambda n: {(6,), (3, 3)}}
+UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f"]')  # what extxyz's info line cannot hold
+
+
+def check_frame(atoms: Atoms, source: Source, min_distance: float) -> None:
+    """Raise :class:`InputError` naming ``source`` for a frame no stage can use: no
+    atoms, non-finite positions or labels, labels of the wrong shape, a degenerate
+    periodic cell, or two atoms (or an atom and its periodic image) closer than
+    ``min_distance`` Å."""
+    where = f"{source.path}: frame {source.frame}"
+    n = len(atoms)
+    if n == 0:
+        raise InputError(f"{where}: no atoms")
+    pos = atoms.positions
+    if not np.all(np.isfinite(pos)):
+        bad = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
+        raise InputError(f"{where}: atom {bad}: non-finite position {pos[bad].tolist()}")
+    for key, value in labels(atoms).items():
+        shapes = LABEL_SHAPES[key](n)
+        if value.shape not in shapes:
+            raise InputError(f"{where}: label {key!r}: expected shape {' or '.join(map(str, shapes))}, "
+                             f"got {value.shape}")
+        if not np.all(np.isfinite(value)):
+            raise InputError(f"{where}: label {key!r}: expected finite values, got NaN or inf")
+    _check_cell(atoms, where)
+    _check_distances(atoms, where, min_distance)
+
+
+def _check_cell(atoms: Atoms, where: str) -> None:
+    cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise InputError(f"{where}: cell: expected finite values, got {cell.tolist()}")
+    periodic = cell[atoms.pbc]
+    if len(periodic):
+        gram = periodic @ periodic.T
+        scale = max(float(np.max(np.abs(np.diag(gram)))), 1e-300)
+        if np.linalg.det(gram) <= 1e-12 * scale ** len(periodic):
+            raise InputError(f"{where}: cell: the periodic directions {np.flatnonzero(atoms.pbc).tolist()} "
+                             f"need independent, nonzero cell vectors, got {periodic.tolist()} "
+                             "(zero volume or a singular cell)")
+
+
+def _check_distances(atoms: Atoms, where: str, min_distance: float) -> None:
+    from ase.neighborlist import neighbor_list
+
+    if min_distance <= 0 or len(atoms) > 1e6:
+        return
+    i, j, d, shift = neighbor_list("ijdS", atoms, min_distance, self_interaction=False)
+    if len(d):
+        k = int(np.argmin(d))
+        what = f"atom {i[k]} and its own periodic image" if i[k] == j[k] else f"atoms {i[k]} and {j[k]}"
+        raise InputError(f"{where}: {what} are {d[k]:.3g} Å apart, closer than dataset.min_distance="
+                         f"{min_distance} Å (a duplicated atom, wrong units, or a cell too small for any "
+                         "model)")
 
 
 def check_required(atoms: Atoms, source: Source, require: Sequence[str]) -> None:
@@ -147,14 +209,18 @@ def same_labels(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 
 
 def read_all(
-    patterns: Sequence[str], require: Sequence[str] = (), root: str | None = None
+    patterns: Sequence[str], require: Sequence[str] = (), root: str | None = None, min_distance: float = 0.0
 ) -> tuple[list[Atoms], list[Source]]:
     """Every frame of the files ``patterns`` name (inside ``root`` if given), checked
-    for required labels."""
+    (:func:`check_frame`, required labels)."""
     frames: list[Atoms] = []
     sources: list[Source] = []
     for path in expand_paths(patterns, root):
+        if UNSAFE_NAME.search(str(path)):
+            raise InputError(f"dataset.paths: {str(path)!r}: a file name with a control character or a double "
+                             "quote cannot be recorded in extxyz; rename the file")
         for i, atoms in enumerate(read_frames(path)):
+            check_frame(atoms, Source(str(path), i), min_distance)
             check_required(atoms, Source(str(path), i), require)
             frames.append(atoms)
             sources.append(Source(str(path), i))

@@ -22,7 +22,7 @@ OUTPUTS = ("images.extxyz", "manifest.json", "metrics.json", "summary.json")
 def run(cfg: Config, out: Path) -> dict:
     d, timers = cfg.dataset, Timers()
     with timers("read"):
-        frames, sources = dataset.read_all(d.paths, d.require, d.root)
+        frames, sources = dataset.read_all(d.paths, d.require, d.root, d.min_distance)
     requests = [dataset.request(a, cfg.fim.quantity_key, cfg.fim.mask_key) for a in frames]
     with timers("hash"):
         ds = dataset.deduplicate(frames, sources, d.on_conflict, requests)

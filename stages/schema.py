@@ -23,6 +23,7 @@ class DatasetConfig:
     test_fraction: float = 0.2
     seed: int = 0
     on_conflict: str = "error"  # error | drop
+    min_distance: float = 0.5  # Å: closer atoms (or periodic images) are refused; the shortest bond, H2, is 0.74
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def test_unknown_suffix_and_empty_dataset(tmp_path):
     with pytest.raises(InputError, match=r"x.cif: expected a file ending in one of"):
         dataset.read_all([str(tmp_path / "x.cif")])
     (tmp_path / "empty.extxyz").write_text("")
-    with pytest.raises(InputError, match="no images"):
+    with pytest.raises(InputError, match="empty.extxyz: no frames"):
         dataset.read_all([str(tmp_path / "empty.extxyz")])
 
 

@@ -80,7 +80,7 @@ def garbage_traj(tmp_path):
 @pytest.mark.parametrize("make", [
     lambda t: (t / "absent.extxyz", "no such file"),
     garbage_traj, bad_extxyz, unlabelled,
-    lambda t: ((t / "empty.extxyz").write_text("") and None or t / "empty.extxyz", "no images"),
+    lambda t: ((t / "empty.extxyz").write_text("") and None or t / "empty.extxyz", "empty.extxyz: no frames (an empty file)"),
     lambda t: (ROOT / "data/example/si_candidates.extxyz", "outside dataset.root"),
 ], ids=["missing", "unreadable", "malformed", "missing-label", "empty", "outside-root"])
 def test_bad_input_exits_non_zero_naming_the_file_and_writes_nothing(tmp_path, make):

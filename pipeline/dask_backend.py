@@ -4,8 +4,9 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 
-from pipeline.errors import BackendMissing
+from pipeline.errors import BackendMissing, ConfigError
 
+CONNECT_SECONDS = 5
 INSTALL_HINT = "pip install 'atomsieve[dask]'  (or: pip install 'dask[distributed]')"
 
 
@@ -18,7 +19,13 @@ def dask_executor(workers: int, address: str | None) -> Iterator[Executor]:
     except ImportError as err:
         raise BackendMissing(f"runtime.executor=dask needs Dask distributed: {INSTALL_HINT}") from err
     if address:
-        with Client(address) as client:
+        try:
+            client = Client(address, timeout=CONNECT_SECONDS)
+        except (OSError, TimeoutError) as err:
+            raise ConfigError(f"runtime.dask.address: no Dask scheduler answered at {address} within "
+                              f"{CONNECT_SECONDS} s ({type(err).__name__}: {err}); start one (`dask scheduler`) "
+                              "or set runtime.dask.address=null for a local cluster") from err
+        with client:
             yield client.get_executor(pure=False)
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

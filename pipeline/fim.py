@@ -58,10 +58,8 @@ def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
     check_choice("derivative.method", d.method, METHODS)
     theta = np.asarray(theta, dtype=float)
     if d.method == "numdifftools":
-        import numdifftools as nd
-
         rows = len(f(theta))
-        return np.asarray(nd.Jacobian(f, **json.loads(d.numdifftools))(theta)).reshape(rows, len(theta))
+        return np.asarray(numdifftools_jacobian(f, d.numdifftools)(theta)).reshape(rows, len(theta))
     h = steps(theta, d)
     base = f(theta) if d.method.startswith("forward") else None
     columns = []
@@ -77,6 +75,19 @@ def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
         else:
             columns.append((4 * f(theta + e) - 3 * base - f(theta + 2 * e)) / (2 * h[i]))
     return np.stack(columns, axis=1)
+
+
+def numdifftools_jacobian(f, options: str):
+    """``numdifftools.Jacobian(f, **options)`` (options as JSON), its refusal of an
+    option as a :class:`ConfigError`."""
+    import numdifftools as nd
+
+    try:
+        nd.Jacobian(lambda x: x, **json.loads(options))(np.ones(1))  # a trial on y = x
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"fim.derivative.numdifftools: numdifftools.Jacobian refused {options}: "
+                          f"{type(err).__name__}: {err}") from err
+    return nd.Jacobian(f, **json.loads(options))
 
 
 def rows(atoms: Atoms, quantity: str) -> int:

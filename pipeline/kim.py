@@ -125,7 +125,10 @@ class KIMPotential:
         try:
             codes = np.array([self.codes[z] for z in atoms.numbers], dtype=np.intc)
         except KeyError as err:
-            raise InputError(f"atoms contain species {err.args[0]} not in potential.species") from None
+            from ase.data import chemical_symbols
+
+            allowed = sorted(chemical_symbols[z] for z in self.codes)
+            raise InputError(f"atoms contain {chemical_symbols[err.args[0]]}, not in potential.species {allowed}") from None
         reach = influence + self.skin
         coords = np.ascontiguousarray(atoms.positions, dtype=np.double)
         n = len(atoms)

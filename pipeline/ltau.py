@@ -109,8 +109,14 @@ def build_index(train: np.ndarray, kind: str, args: dict):
     return index
 
 
+def check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"ltau.k: expected a number of neighbours >= 1, got {k!r}")
+
+
 def neighbours(index, query: np.ndarray, k: int) -> np.ndarray:
     """Indices (M, k) of each query's k nearest training atoms (−1 where none)."""
+    check_k(k)
     if query.shape[1] != index.d:
         raise InputError(f"descriptors: query dimension {query.shape[1]} does not match the training {index.d}")
     _, found = index.search(np.ascontiguousarray(query, dtype=np.float32), k)

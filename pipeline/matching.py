@@ -50,7 +50,9 @@ def check_fims(candidates: np.ndarray, target: np.ndarray) -> None:
         raise InputError("FIMs: expected finite values")
 
 
-def check_options(weight_tol: float, max_violation: float) -> None:
+def check_options(weight_tol: float, max_violation: float, weight_upper_bound: float | None = None) -> None:
+    if weight_upper_bound is not None and not weight_upper_bound > 0:
+        raise ConfigError(f"matching.weight_upper_bound: expected a weight > 0 or null, got {weight_upper_bound}")
     if not 0 <= weight_tol < 1:
         raise ConfigError(f"matching.weight_tol: expected a value in [0, 1), got {weight_tol}")
     if not 0 <= max_violation < 1:
@@ -73,7 +75,7 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str = "max_f
     check_choice("matching.precondition", precondition, PRECONDITIONS)
     check_choice("matching.solver", solver, SOLVERS)
     check_fims(candidates, target)
-    check_options(weight_tol, max_violation)
+    check_options(weight_tol, max_violation, weight_upper_bound)
     import_information_matching()
     import cvxpy as cp
     from information_matching.convex_optimization import ConvexOpt

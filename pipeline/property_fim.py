@@ -103,6 +103,24 @@ def covariance(target: Target, values: np.ndarray) -> np.ndarray:
     return cov
 
 
+def check_covariance_values(where: str, how: str, value) -> None:
+    """A relative sigma is a number > 0; diagonal variances are numbers >= 0, not all 0;
+    a matrix is a list of lists of numbers; all finite."""
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: expected numbers, got {value!r}") from err
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{where}: expected finite numbers, got {value!r} (an infinite variance is no measurement: "
+                          "leave the property out instead)")
+    if how == "relative" and not (arr.ndim == 0 and arr > 0):
+        raise ConfigError(f"{where}: expected one relative sigma > 0, got {value!r}")
+    if how == "diagonal" and (arr.ndim != 1 or np.any(arr < 0) or not np.any(arr > 0)):
+        raise ConfigError(f"{where}: expected a list of variances >= 0, not all zero, got {value!r}")
+    if how == "matrix" and arr.ndim != 2:
+        raise ConfigError(f"{where}: expected a matrix (a list of rows), got {value!r}")
+
+
 def check_how(where: str, how: str) -> str:
     if how not in COVARIANCES:
         raise ConfigError(f"{where}: expected one of {list(COVARIANCES)}, got {how!r}")
@@ -126,6 +144,7 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
             raise ConfigError(f"{where}.covariance: expected exactly one of {list(COVARIANCES)}, got {sorted(cov)}")
         (how, value), = cov.items()
         check_how(f"{where}.covariance", how)
+        check_covariance_values(f"{where}.covariance.{how}", how, value)
         full = bool(entry.pop("full", False))
         backend = entry.pop("backend", "kimpy")
         if backend not in BACKENDS:

@@ -104,6 +104,19 @@ def candidates(frames: Sequence[Atoms], hashes: Sequence[str], kinds: Sequence[t
     return list(out.values())
 
 
+def check_species(frames: Sequence[Atoms], potential: PotentialSpec) -> None:
+    """Every image's elements are among ``potential.species`` (a KIM model is made for
+    those only); else :class:`InputError` naming the image and its source."""
+    if potential.type != "kim":
+        return
+    allowed = set(potential.species)
+    for atoms in frames:
+        extra = sorted(set(atoms.get_chemical_symbols()) - allowed)
+        if extra:
+            where = f"image {atoms.info.get('image_hash', '?')} ({atoms.info.get('source', 'no source')})"
+            raise InputError(f"{where}: species {extra} not in potential.species {sorted(allowed)}")
+
+
 def _digest(mask: np.ndarray) -> str:
     return hashlib.blake2b(np.asarray(mask).astype("<f8").tobytes(), digest_size=8).hexdigest()
 
@@ -113,6 +126,7 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
                   executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> TrainingFims:
     """The FIM of every candidate, through ``store``; only missing ones are computed, on
     ``executor`` (see :meth:`Store.get_or_compute`)."""
+    check_species(frames, potential)
     model = worker_resource(make_potential, potential)  # also serves candidates computed here
     spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
     assignments = resolve(spec, model)

@@ -39,7 +39,7 @@ def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True
         with recorded.ignoring_recorded():
             compose_and_dump(tmp, str(conf_dir.resolve()), None, "config", str(conf_dir.resolve().parent),
                              list(overrides))
-        validate(load_config(tmp))
+        validate(load_config(tmp, name=f"{conf_dir} with {list(overrides)}"))
         if record:
             write_bytes(conf_dir / recorded.FILE, recorded.text(overrides).encode())
         tmp.replace(out)

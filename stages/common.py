@@ -44,18 +44,35 @@ def untracked_hint(message: str, cwd: Path | None = None) -> str:
             "`dvc add <file>` and commit the .dvc file it writes, then queue the experiment again)")
 
 
-def load_config(params: Path | str = "params.yaml", overrides: list[str] = ()) -> Config:
+def load_config(params: Path | str = "params.yaml", overrides: list[str] = (), name: str | None = None) -> Config:
     """params.yaml (plus dotted ``key=value`` overrides) checked against the schema (keys
     and types). Option values are checked by the library functions that use them, and
     all at once by ``atomsieve compose`` (:mod:`stages.validate`)."""
+    import yaml
+
     try:
         raw = OmegaConf.load(params)
         merged = OmegaConf.merge(mergeable(Config), raw, OmegaConf.from_dotlist(list(overrides)))
+        check_finite(OmegaConf.to_container(merged), name or str(params))
         return OmegaConf.to_object(merged)
     except FileNotFoundError as err:
         raise ConfigError(f"{params}: no such file (run `atomsieve compose` to make it)") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{params}: not valid YAML: {' '.join(str(err).split())}") from err
     except OmegaConfBaseException as err:
         raise ConfigError(f"{params}: {str(err).splitlines()[0]} (key: {getattr(err, 'full_key', '?')})") from err
+
+
+def check_finite(node, where: str, key: str = "") -> None:
+    """Raise :class:`ConfigError` naming the key of any NaN or infinite number."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            check_finite(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            check_finite(v, where, f"{key}[{i}]")
+    elif isinstance(node, float) and not np.isfinite(node):
+        raise ConfigError(f"{where}: {key}: expected a finite number, got {node}")
 
 
 def json_bytes(data: dict) -> bytes:

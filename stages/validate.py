@@ -7,6 +7,7 @@ library module in every stage's code closure); each library function checks the
 options it uses, with the same messages.
 """
 
+import json
 from pathlib import Path
 
 from pipeline import parameters
@@ -15,8 +16,8 @@ from pipeline.descriptors import DESCRIPTORS
 from pipeline.entropy import METHODS as ENTROPY_METHODS
 from pipeline.errors import ConfigError, check_choice
 from pipeline.executors import EXECUTORS
-from pipeline.fim import METHODS
-from pipeline.ltau import INDEXES, SPACINGS
+from pipeline.fim import METHODS, numdifftools_jacobian
+from pipeline.ltau import INDEXES, SPACINGS, check_k
 from pipeline.matching import PRECONDITIONS, SOLVERS, check_options
 from pipeline.potential import POTENTIALS, QUANTITIES, make_potential
 from pipeline.property_fim import parse_targets
@@ -59,7 +60,17 @@ def validate(cfg: Config) -> Config:
     if cfg.target.properties:
         parse_targets(cfg.target.properties)
     m = cfg.matching
-    check_options(m.weight_tol, m.max_violation)
+    check_options(m.weight_tol, m.max_violation, m.weight_upper_bound)
+    check_k(cfg.ltau.k)
+    if cfg.fim.derivative.method == "numdifftools":
+        numdifftools_jacobian(None, json.dumps(cfg.fim.derivative.numdifftools))
+    if cfg.runtime.workers < 0:
+        raise ConfigError(f"runtime.workers: expected 0 (one per core) or more, got {cfg.runtime.workers}")
+    if cfg.dataset.min_distance < 0:
+        raise ConfigError(f"dataset.min_distance: expected a distance >= 0 Å (0: no check), got {cfg.dataset.min_distance}")
+    store = Path(cfg.store.path).expanduser()
+    if store.exists() and not store.is_dir():
+        raise ConfigError(f"store.path: {store} is a file; expected a folder (made on first use)")
     files(cfg)
     return cfg
 

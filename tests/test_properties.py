@@ -83,5 +83,9 @@ def test_unrelaxed_shear_is_stiffer(sw):
 def test_bad_crystal():
     with pytest.raises(ConfigError, match=r"lattice: expected one of \['bcc', 'diamond', 'fcc'\]"):
         properties.crystal("hcp", "Si", 5.43)
-    with pytest.raises(ConfigError, match="a_guess: needed for 'Xx'"):
+    with pytest.raises(ConfigError, match="species: expected an element symbol"):
         properties.crystal("fcc", "Xx", None)
+    with pytest.raises(ConfigError, match="a_guess: needed for 'Og'"):  # no reference lattice in ASE
+        properties.crystal("fcc", "Og", None)
+    with pytest.raises(ConfigError, match="a_guess: expected a lattice constant"):
+        properties.crystal("fcc", "Si", -1.0)

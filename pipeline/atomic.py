@@ -98,6 +98,8 @@ def staged(paths: list[Path]) -> Iterator[list[Path]]:
     tmps = [temp_name(p) for p in paths]
     ok = False
     try:
+        for tmp in tmps:  # made here, empty: whoever writes them writes our own new file
+            open_new(tmp).close()
         yield tmps
         for tmp, path in zip(tmps, paths):
             commit(tmp, path)

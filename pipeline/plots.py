@@ -26,8 +26,8 @@ def _axes(path: Path, title: str) -> Iterator:
 
 
 def eigenvalue_spectra(fims: np.ndarray, path: Path, title: str) -> None:
-    """Eigenvalues of each FIM (n, P, P), one column of points per image, log scale;
-    one scatter for all images, so the cost grows as n with a small constant."""
+    """Eigenvalues of each FIM (n, P, P), one column of points per candidate, log scale;
+    one scatter for all, so the cost grows as n with a small constant."""
     floor = 1e-30
     with _axes(path, title) as ax:
         if len(fims):
@@ -36,7 +36,7 @@ def eigenvalue_spectra(fims: np.ndarray, path: Path, title: str) -> None:
             ax.scatter(x, eig.reshape(-1), s=10 if len(eig) < 500 else 1, marker="_", color="C0",
                        rasterized=True)
         ax.set_yscale("log")
-        ax.set_xlabel("image (order of images.extxyz)")
+        ax.set_xlabel("candidate (order of fims.npz)")
         ax.set_ylabel(f"FIM eigenvalue (clipped at {floor:g})")
 
 

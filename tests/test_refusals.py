@@ -66,6 +66,16 @@ def refused(proc, *parts):
     assert last.startswith("error: ") and all(p in last for p in parts), last
 
 
+def good_run(project, name="hash"):
+    """After a refusal, the good config runs: the stage (after hash) exits 0 with outputs."""
+    write_params(project)
+    assert stage(project, "hash").returncode == 0
+    if name != "hash":
+        kim_model_or_skip(SW)
+        proc = stage(project, name, images="out/hash/images.extxyz")
+        assert proc.returncode == 0 and (project / f"out/{name}/summary.json").exists(), proc.stderr
+
+
 def frame(n=8, **labels):
     atoms = bulk("Si", "diamond", a=5.431, cubic=True)[:n] if n else Atoms(cell=np.eye(3) * 5, pbc=True)
     atoms.rattle(0.02, seed=1)
@@ -120,6 +130,7 @@ def test_hash_refuses_a_file_name_extxyz_cannot_hold(project):
     write_params(project, paths=("data/good.extxyz", 'data/a"b\nc.extxyz'))
     refused(stage(project, "hash"), "dataset.paths", "cannot be recorded in extxyz")
     assert not (project / "out").exists()
+    good_run(project)
 
 
 def test_fim_train_names_an_image_with_a_species_the_model_lacks(project):
@@ -132,6 +143,7 @@ def test_fim_train_names_an_image_with_a_species_the_model_lacks(project):
     refused(stage(project, "fim_train", images="out/hash/images.extxyz"),
             "data/cu.extxyz@1", "species ['Cu'] not in potential.species ['Si']")
     assert not (project / "out/fim_train").exists()
+    good_run(project, "fim_train")
 
 
 CONFIG_CASES = {  # override -> parts of the message
@@ -163,6 +175,7 @@ def test_a_malformed_params_file_is_an_error_naming_it(project):
     (project / "params.yaml").write_text("dataset:\n  paths: [data/good.extxyz\n")
     refused(stage(project, "hash"), "params.yaml: not valid YAML")
     assert not (project / "out").exists()
+    good_run(project)
 
 
 def test_an_unreachable_dask_scheduler_fails_fast_naming_it(project):
@@ -175,6 +188,7 @@ def test_an_unreachable_dask_scheduler_fails_fast_naming_it(project):
             "runtime.dask.address", "tcp://127.0.0.1:9")
     assert time.monotonic() - start < 25  # Dask's own default waits 30 s, then a traceback
     assert not (project / "out/descriptors").exists()
+    good_run(project, "descriptors")
 
 
 # security: no code from data or config
@@ -186,7 +200,10 @@ def test_a_lammps_species_cannot_add_a_command(project):
                                             "species": "Si\nshell touch pwned\n#", "covariance": {"relative": 0.1}}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     refused(stage(project, "fim_property"), "target.properties.*.species", "element symbol")
-    assert not (project / "pwned").exists()
+    assert not (project / "pwned").exists() and not (project / "out").exists()
+    kim_model_or_skip(SW)
+    write_params(project)
+    assert stage(project, "fim_property").returncode == 0
     from pipeline.errors import InputError
     from pipeline.lammps import script
 
@@ -202,7 +219,8 @@ def test_a_calculator_that_is_not_an_ase_calculator_is_never_called(project):
     assert stage(project, "hash").returncode == 0
     refused(stage(project, "fim_train", images="out/hash/images.extxyz"), "potential.calculator",
             "expected an ASE calculator class", "'subprocess.run'")
-    assert not (project / "pwned").exists()
+    assert not (project / "pwned").exists() and not (project / "out/fim_train").exists()
+    good_run(project, "fim_train")
 
 
 def test_a_planted_lock_link_is_not_followed(project):

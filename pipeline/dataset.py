@@ -188,6 +188,14 @@ def _check_distances(atoms: Atoms, where: str, min_distance: float) -> None:
                          "model)")
 
 
+def read_checked(path: Path, min_distance: float) -> list[Atoms]:
+    """:func:`read_frames` of ``path``, every frame checked (:func:`check_frame`)."""
+    frames = read_frames(path)
+    for i, atoms in enumerate(frames):
+        check_frame(atoms, Source(str(path), i), min_distance)
+    return frames
+
+
 def check_required(atoms: Atoms, source: Source, require: Sequence[str]) -> None:
     """Raise :class:`InputError` if ``atoms`` lacks a label in ``require``."""
     have = labels(atoms)

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline import ltau
 from pipeline.atomic import staged
-from pipeline.dataset import expand_paths, read_frames
+from pipeline.dataset import expand_paths, read_checked
 from pipeline.descriptor_set import descriptor_set
 from pipeline.entropy import check_descriptors
 from pipeline.errors import InputError
@@ -35,7 +35,7 @@ def run(cfg: Config, out: Path) -> dict:
     c, d, timers = cfg.ltau, cfg.descriptors, Timers()
     images, = expand_paths([c.train_images], cfg.dataset.root, "ltau.train_images")
     logs = expand_paths(c.error_logs, cfg.dataset.root, "ltau.error_logs")
-    frames = read_frames(images)
+    frames = read_checked(images, cfg.dataset.min_distance)
     with timers("descriptors"):
         described = descriptor_set(frames, image_hashes(frames), d.name, d.k, d.cutoff, store_of(cfg))
     train = check_descriptors(described.values, c.train_images)

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline import entropy, plots
 from pipeline.atomic import staged
-from pipeline.dataset import expand_paths, read_frames
+from pipeline.dataset import expand_paths, read_checked
 from pipeline.descriptor_set import descriptor_set
 from pipeline.errors import InputError
 from pipeline.hashing import image_hashes
@@ -35,7 +35,7 @@ def reference(cfg: Config, frames, per_image) -> np.ndarray:
             raise InputError("quests.reference=train: no image is in the train split")
         return np.concatenate(chosen)
     path, = expand_paths([q.reference], cfg.dataset.root, "quests.reference")
-    ref = read_frames(path)
+    ref = read_checked(path, cfg.dataset.min_distance)
     d = cfg.descriptors
     return descriptor_set(ref, image_hashes(ref), d.name, d.k, d.cutoff, store_of(cfg)).values
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from ase.build import bulk
 
-from pipeline.hashing import image_hash, image_hashes
+from pipeline.atoms.hashing import image_hash, image_hashes
 
 
 def amp_hash(atoms) -> str:

@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from pipeline.fim import Derivative
-from pipeline.matching import match
-from pipeline.parameters import parse
-from pipeline.potential import PotentialSpec
-from pipeline.property_fim import parse_targets, property_fim
-from pipeline.transforms import Transform
+from pipeline.models.derivatives import Derivative
+from pipeline.scores.matching import match
+from pipeline.models.parameters import parse
+from pipeline.models.potential import PotentialSpec
+from pipeline.scores.property_fim import parse_targets, property_fim
+from pipeline.models.transforms import Transform
 
 SW = PotentialSpec("kim", "SW_StillingerWeber_1985_Si__MO_405512056662_005", ("Si",), None, "{}", 0.5)
 ELASTIC = {"elastic": {"type": "elastic_constants", "lattice": "diamond", "species": "Si", "a_guess": 5.43,

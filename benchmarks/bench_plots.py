@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.plots import _axes, eigenvalue_spectra
+from pipeline.core.plots import _axes, eigenvalue_spectra
 
 
 def per_image_scatter(fims: np.ndarray, path: Path) -> None:

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from pipeline.entropy import FAR_BLOCK
+from pipeline.scores.entropy import FAR_BLOCK
 from stages.schema import QuestsConfig
 
 QUESTS = QuestsConfig()  # the stage's defaults: batch_size, knn_k, knn_far_samples
@@ -44,7 +44,7 @@ def cells(n: int, seed: int = 0) -> list:
 
 
 def environments(n: int) -> np.ndarray:
-    from pipeline.descriptors import quests
+    from pipeline.atoms.descriptors import quests
 
     return np.concatenate([quests(a) for a in cells(-(-n // 64), seed=7)])[:n]
 
@@ -52,8 +52,8 @@ def environments(n: int) -> np.ndarray:
 def task(name: str, n: int) -> dict:
     """One measurement, run in a child process."""
     if name in ("descriptors-ours", "descriptors-ours-2procs"):
-        from pipeline.descriptors import quests
-        from pipeline.executors import open_executor
+        from pipeline.atoms.descriptors import quests
+        from pipeline.core.executors import open_executor
 
         frames = cells(n // 64)
         workers = 2 if name.endswith("2procs") else 0
@@ -82,12 +82,12 @@ def task(name: str, n: int) -> dict:
         start = time.perf_counter()
         value = reference(x, 0.015)
     elif name == "entropy-exact":
-        from pipeline import entropy
+        from pipeline.scores import entropy
 
         sums = entropy.exact_sums(x, x, 0.015, QUESTS.batch_size)
         return {"seconds": time.perf_counter() - start, **asdict(entropy.scores(sums))}
     elif name == "entropy-knn":
-        from pipeline import entropy
+        from pipeline.scores import entropy
 
         runs = []
         for seed in range(SEEDS):
@@ -96,7 +96,7 @@ def task(name: str, n: int) -> dict:
             runs.append({"seconds": time.perf_counter() - start, **asdict(entropy.scores(sums))})
         return {"runs": runs}
     elif name in ("ltau-faiss", "ltau-ours"):
-        from pipeline import ltau
+        from pipeline.scores import ltau
 
         train, query = x[: n - 10_000], x[n - 10_000:]
         fit = ltau.fit_pdfs(np.random.default_rng(0).lognormal(-3, 1, size=(len(train), 20)), 100, "log")

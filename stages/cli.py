@@ -15,9 +15,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.atomic import temp_name, write_bytes
-from pipeline.errors import AtomsieveError, ConfigError
-from pipeline.store import Store
+from pipeline.core.atomic import temp_name, write_bytes
+from pipeline.core.errors import AtomsieveError, ConfigError
+from pipeline.core.store import Store
 from stages import overrides as recorded
 from stages.common import load_config
 from stages.schema import StoreConfig, register

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
-from pipeline.errors import AtomsieveError, ConfigError, InputError, check_choice
-from pipeline.timing import Timers
+from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
+from pipeline.core.timing import Timers
 from stages.schema import Config, mergeable
 
 log = logging.getLogger("atomsieve")

@@ -11,9 +11,9 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline.atomic import staged
-from pipeline.descriptor_set import descriptor_set
-from pipeline.timing import Timers
+from pipeline.core.atomic import staged
+from pipeline.atoms.descriptor_set import descriptor_set
+from pipeline.core.timing import Timers
 from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.runtime import executor_factory, store_of
 from stages.schema import Config

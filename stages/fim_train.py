@@ -14,12 +14,13 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline import dataset, parameters
-from pipeline.atomic import staged
-from pipeline.errors import InputError
-from pipeline.plots import eigenvalue_spectra
-from pipeline.timing import Timers
-from pipeline.training_fim import candidates, masks, quantities, training_fims
+from pipeline.atoms import dataset
+from pipeline.models import parameters
+from pipeline.core.atomic import staged
+from pipeline.core.errors import InputError
+from pipeline.core.plots import eigenvalue_spectra
+from pipeline.core.timing import Timers
+from pipeline.scores.training_fim import candidates, masks, quantities, training_fims
 from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.models import derivative_of, potential_of, transform_of
 from stages.runtime import executor_factory, store_of

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import ase.io
 
-from pipeline import dataset
-from pipeline.atomic import staged
-from pipeline.timing import Timers
+from pipeline.atoms import dataset
+from pipeline.core.atomic import staged
+from pipeline.core.timing import Timers
 from stages.common import as_dict, json_bytes, stage_main, write_summary
 from stages.schema import Config
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline import ltau, plots
-from pipeline.atomic import staged
-from pipeline.entropy import check_descriptors
-from pipeline.errors import InputError
-from pipeline.timing import Timers
+from pipeline.scores import ltau
+from pipeline.core import plots
+from pipeline.core.atomic import staged
+from pipeline.scores.entropy import check_descriptors
+from pipeline.core.errors import InputError
+from pipeline.core.timing import Timers
 from stages.common import json_bytes, load_descriptors, read_images, stage_main, write_summary
 from stages.schema import Config
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline import plots
-from pipeline.atomic import staged
-from pipeline.errors import InputError, check_choice
-from pipeline.matching import match
-from pipeline.timing import Timers
+from pipeline.core import plots
+from pipeline.core.atomic import staged
+from pipeline.core.errors import InputError, check_choice
+from pipeline.scores.matching import match
+from pipeline.core.timing import Timers
 from stages.common import as_dict, json_bytes, read_images, stage_main, write_summary
 from stages.schema import Config
 

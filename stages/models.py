@@ -3,10 +3,10 @@ potential (fim_train, fim_property)."""
 
 import json
 
-from pipeline.errors import check_choice
-from pipeline.fim import Derivative
-from pipeline.potential import PotentialSpec
-from pipeline.transforms import Transform
+from pipeline.core.errors import check_choice
+from pipeline.models.derivatives import Derivative
+from pipeline.models.potential import PotentialSpec
+from pipeline.models.transforms import Transform
 from stages.schema import DerivativeConfig, PotentialConfig, TargetDerivativeConfig, TransformConfig
 
 TARGET_METHODS = {"FD": "forward", "FD2": "forward2", "CD": "central", "CD4": "central4"}

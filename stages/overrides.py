@@ -40,7 +40,7 @@ def read(conf_dir: Path) -> list[str] | None:
     data = yaml.safe_load(path.read_text()) or {}
     values = data.get(KEY, []) if isinstance(data, dict) else None
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        from pipeline.errors import ConfigError
+        from pipeline.core.errors import ConfigError
 
         raise ConfigError(f"{path}: expected `{KEY}: [override, ...]` (strings), got {data!r}")
     return values

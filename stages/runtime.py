@@ -8,7 +8,7 @@ DVC runs queued and ``--temp`` experiments in copies of the project under
 
 from pathlib import Path
 
-from pipeline.store import Store
+from pipeline.core.store import Store
 from stages.common import project_root
 from stages.schema import Config
 
@@ -18,7 +18,7 @@ def store_of(cfg: Config) -> Store:
 
 
 def executor_factory(runtime):
-    """The configured executor's maker, for Store.get_or_compute."""
-    from pipeline.executors import ExecutorSpec
+    """The configured executor's maker, for pipeline.core.fanout.get_or_compute."""
+    from pipeline.core.executors import ExecutorSpec
 
     return ExecutorSpec(runtime.executor, runtime.workers, runtime.dask.address)

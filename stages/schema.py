@@ -109,7 +109,7 @@ class MatchingConfig:
 
 @dataclass(frozen=True)
 class DescriptorConfig:
-    name: str = "quests"  # a key of pipeline.descriptors.DESCRIPTORS
+    name: str = "quests"  # a key of pipeline.atoms.descriptors.DESCRIPTORS
     k: int = 32  # nearest neighbours
     cutoff: float = 5.0  # Å
 

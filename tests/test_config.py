@@ -9,7 +9,7 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from stages import overrides
 from stages.cli import compose as compose_params
 from stages.common import load_config

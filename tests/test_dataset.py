@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import labelled_si
 
-from pipeline import dataset
-from pipeline.dataset import Source, deduplicate, manifest, request
-from pipeline.errors import ConfigError, InputError, LabelConflictError
-from pipeline.hashing import image_hash
+from pipeline.atoms import dataset
+from pipeline.atoms.dataset import Source, deduplicate, manifest, request
+from pipeline.core.errors import ConfigError, InputError, LabelConflictError
+from pipeline.atoms.hashing import image_hash
 
 
 def write(path, frames, fmt="extxyz"):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from ase.build import bulk, molecule
 
-from pipeline import entropy
-from pipeline.descriptors import quests
-from pipeline.errors import ConfigError, InputError
+from pipeline.scores import entropy
+from pipeline.atoms.descriptors import quests
+from pipeline.core.errors import ConfigError, InputError
 
 reference = pytest.importorskip("quests.descriptor", reason="the quests package (dev extras) is the reference")
 from quests import entropy as ref_entropy  # noqa: E402

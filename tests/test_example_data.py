@@ -4,7 +4,7 @@ import ase.io
 import numpy as np
 from conftest import ROOT, kim_model_or_skip
 
-from pipeline.hashing import image_hashes
+from pipeline.atoms.hashing import image_hashes
 
 MODEL = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 FRAMES = ase.io.read(ROOT / "data/example/si_candidates.extxyz", ":")

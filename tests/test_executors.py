@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from conftest import labelled_si, require
 
-from pipeline.errors import ConfigError
-from pipeline.executors import open_executor, worker_resource
-from pipeline.hashing import image_hash
-from pipeline.store import Store
+from pipeline.core.errors import ConfigError
+from pipeline.core.executors import open_executor, worker_resource
+from pipeline.atoms.hashing import image_hash
+from pipeline.core.fanout import get_or_compute
+from pipeline.core.store import Store
 
 
 class Counter:
@@ -102,8 +103,8 @@ def test_dask_cluster_equals_serial(dask_cluster, tmp_path):
     with open_executor("dask", workers=2, dask_address=dask_cluster) as ex:
         got = list(ex.map(image_hash, frames))
         workers = {pid for pid, _ in ex.map(pid_and_serial, ["kim"] * 20)}
-        fetched = Store(tmp_path).get_or_compute(
-            [f"{i:040x}" for i in range(len(frames))], frames, _hash_array, executor=lambda: nullcontext(ex))
+        fetched = get_or_compute(Store(tmp_path), [f"{i:040x}" for i in range(len(frames))], frames, _hash_array,
+                                 executor=lambda: nullcontext(ex))
     assert got == expected
     assert 1 <= len(workers) <= 2 and os.getpid() not in workers
     assert [bytes(r["h"]).decode() for r in fetched.results] == expected

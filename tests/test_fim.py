@@ -6,10 +6,11 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 from conftest import kim_model_or_skip
 
-from pipeline.errors import ConfigError, InputError
-from pipeline.fim import FimTask, as_row_weights, fim_of, jacobian, resolve
-from pipeline.parameters import parse
-from pipeline.potential import make_potential
+from pipeline.core.errors import ConfigError, InputError
+from pipeline.scores.fim import FimTask, as_row_weights, fim_of
+from pipeline.models.derivatives import jacobian, resolve
+from pipeline.models.parameters import parse
+from pipeline.models.potential import make_potential
 from stages.models import potential_of, transform_of
 from stages.fim_train import derivative_of
 from stages.schema import DerivativeConfig, PotentialConfig, TransformConfig
@@ -221,7 +222,7 @@ def test_unknown_model_species_and_calculator(sw):
 
 
 def test_transforms_equal_information_matching_on_the_same_input():
-    from pipeline.transforms import import_information_matching, resolve_transform
+    from pipeline.models.transforms import import_information_matching, resolve_transform
 
     im = import_information_matching()
     import information_matching.transform as imt  # noqa: F401 - already imported, side effects undone

@@ -1,4 +1,4 @@
-"""Identity rules of pipeline.hashing (README, 'Image identity')."""
+"""Identity rules of pipeline.atoms.hashing (README, 'Image identity')."""
 
 import hashlib
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -12,8 +12,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import InputError
-from pipeline.hashing import image_hash, image_hashes, quantize
+from pipeline.core.errors import InputError
+from pipeline.atoms.hashing import image_hash, image_hashes, quantize
 
 
 def si(seed=0, repeat=(1, 1, 1)):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.matching import MatchingError, match
+from pipeline.core.errors import InputError
+from pipeline.scores.matching import MatchingError, match
 
 pytest.importorskip("cvxpy", reason="cvxpy not installed (a dependency of information-matching)")
 

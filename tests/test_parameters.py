@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.parameters import ParamEntry, parse
+from pipeline.core.errors import ConfigError
+from pipeline.models.parameters import ParamEntry, parse
 
 SW = {"A": 1, "B": 1, "lambda": 1, "pair": 3}
 

@@ -7,9 +7,9 @@ from ase.units import GPa
 from conftest import kim_model_or_skip
 from scipy.optimize import brentq
 
-from pipeline import properties
-from pipeline.errors import ConfigError
-from pipeline.potential import make_potential
+from pipeline.models import properties
+from pipeline.core.errors import ConfigError
+from pipeline.models.potential import make_potential
 from test_fim import SW, SW_SPEC
 
 SI = properties.crystal("diamond", "Si", 5.43)

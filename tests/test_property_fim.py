@@ -6,9 +6,9 @@ from ase.build import bulk
 from conftest import kim_model_or_skip
 from scipy.optimize import brentq
 
-from pipeline.errors import ConfigError
-from pipeline.parameters import parse
-from pipeline.property_fim import parse_targets, property_fim
+from pipeline.core.errors import ConfigError
+from pipeline.models.parameters import parse
+from pipeline.scores.property_fim import parse_targets, property_fim
 from stages.models import target_derivative_of as derivative_of
 from stages.schema import TargetDerivativeConfig
 from test_fim import SW, SW_SPEC, Transform
@@ -84,8 +84,8 @@ def test_fim_is_the_sum_over_properties_of_jt_cinv_j():
 
 
 def test_orchestrator_forward_differences_with_absolute_step():
-    from pipeline.potential import make_potential
-    from pipeline.properties import crystal, elastic_constants
+    from pipeline.models.potential import make_potential
+    from pipeline.models.properties import crystal, elastic_constants
 
     out = fim(method="FD", abs_step=0.1)
     pot = make_potential(SW_SPEC)
@@ -129,9 +129,9 @@ def lammps_or_skip():
 
 def test_lammps_cross_check_agrees():
     lammps_or_skip()
-    from pipeline.lammps import cubic_properties
-    from pipeline.potential import make_potential
-    from pipeline.properties import crystal, elastic_constants, lattice_constant
+    from pipeline.models.lammps import cubic_properties
+    from pipeline.models.potential import make_potential
+    from pipeline.models.properties import crystal, elastic_constants, lattice_constant
 
     pot = make_potential(SW_SPEC)
     si = crystal("diamond", "Si", 5.43)

@@ -9,8 +9,8 @@ import yaml
 from ase.build import bulk
 from conftest import ROOT, kim_model_or_skip
 
-from pipeline import code_identity
-from pipeline.errors import ConfigError
+from pipeline.core import code_identity
+from pipeline.core.errors import ConfigError
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
@@ -27,12 +27,13 @@ def test_dvc_deps_hold_each_stage_modules_import_closure(name):
 
 
 def test_closure_follows_lazy_imports_and_nothing_else():
-    fim = code_identity.closure_files("pipeline.fim")
-    assert "pipeline/kim.py" in fim and "pipeline/ase_potential.py" in fim  # imported inside functions
-    assert "pipeline/__init__.py" in fim and "pipeline/transforms.py" in fim
-    assert "pipeline/store.py" not in fim and "pipeline/ltau.py" not in fim
-    assert code_identity.closure_files("pipeline.descriptors") == (
-        "pipeline/__init__.py", "pipeline/descriptors.py", "pipeline/errors.py")
+    fim = code_identity.closure_files("pipeline.scores.fim")
+    assert "pipeline/models/kim.py" in fim and "pipeline/models/ase_potential.py" in fim  # imported inside functions
+    assert "pipeline/__init__.py" in fim and "pipeline/models/transforms.py" in fim
+    assert "pipeline/core/store.py" not in fim and "pipeline/scores/ltau.py" not in fim
+    assert code_identity.closure_files("pipeline.atoms.descriptors") == (
+        "pipeline/__init__.py", "pipeline/atoms/__init__.py", "pipeline/atoms/descriptors.py",
+        "pipeline/core/__init__.py", "pipeline/core/errors.py")
     with pytest.raises(ValueError, match="not a module of this project"):
         code_identity.closure("numpy")
 
@@ -50,22 +51,22 @@ def test_code_digest_changes_with_the_source_it_covers(tmp_path, monkeypatch):
     for package in ("pipeline", "stages"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(code_identity, "ROOT", tmp_path)
-    digest = lambda: code_identity.code_digest.__wrapped__("pipeline.fim")  # noqa: E731  (uncached)
-    before, other = digest(), code_identity.code_digest.__wrapped__("pipeline.descriptors")
-    fim = tmp_path / "pipeline/fim.py"
+    digest = lambda: code_identity.code_digest.__wrapped__("pipeline.scores.fim")  # noqa: E731  (uncached)
+    before, other = digest(), code_identity.code_digest.__wrapped__("pipeline.atoms.descriptors")
+    fim = tmp_path / "pipeline/scores/fim.py"
     fim.write_text(fim.read_text().replace('return {"fim": jac.T @ jac', 'return {"fim": 4 * jac.T @ jac'))
     assert digest() != before
-    assert code_identity.code_digest.__wrapped__("pipeline.descriptors") == other  # not in its closure
-    kim = tmp_path / "pipeline/kim.py"
+    assert code_identity.code_digest.__wrapped__("pipeline.atoms.descriptors") == other  # not in its closure
+    kim = tmp_path / "pipeline/models/kim.py"
     kim.write_text(kim.read_text() + "\n# a comment\n")
     changed = digest()
-    (tmp_path / "pipeline/ltau.py").write_text("# unrelated\n")
+    (tmp_path / "pipeline/scores/ltau.py").write_text("# unrelated\n")
     assert digest() == changed
 
 
 def test_kim_model_identity_names_model_and_driver_files():
     kim_model_or_skip(SW)
-    from pipeline.kim import model_identity
+    from pipeline.models.kim import model_identity
 
     ident = model_identity(SW)
     assert set(ident) == {"kim_api", "kimpy", "model", "driver"}
@@ -74,13 +75,13 @@ def test_kim_model_identity_names_model_and_driver_files():
 
 def test_the_skin_cannot_change_results_and_a_negative_one_is_refused():
     kim_model_or_skip(SW)
-    from pipeline.kim import KIMPotential
+    from pipeline.models.kim import KIMPotential
 
     atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat((2, 1, 1))
     atoms.rattle(0.05, seed=3)
     from test_fim import task
 
-    from pipeline.fim import fim_of
+    from pipeline.scores.fim import fim_of
 
     # neighbours come in another order with another skin, so sums differ in the last bit only
     for quantity in ("forces", "energy", "stress"):
@@ -95,3 +96,21 @@ def test_the_skin_cannot_change_results_and_a_negative_one_is_refused():
     np.testing.assert_allclose(fims[1], fims[0], rtol=1e-9)
     with pytest.raises(ConfigError, match="potential.skin: expected a finite length >= 0"):
         KIMPotential(SW, ("Si",), -0.5)
+
+
+LAYERS = ("core", "atoms", "models", "scores")  # from the ground up
+
+
+def test_imports_only_go_down_the_layers_and_modules_stay_short():
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if len(rel.parts) < 3:
+            continue
+        layer = LAYERS.index(rel.parts[1])
+        name = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        for imported in code_identity._imported(name, path):
+            parts = imported.split(".")
+            assert parts[0] == "pipeline", f"{rel} imports {imported}: the library never imports stages"
+            if len(parts) > 2:
+                assert LAYERS.index(parts[1]) <= layer, f"{rel} ({rel.parts[1]}) imports {imported}, a layer above"
+        assert len(path.read_text().splitlines()) <= 400, f"{rel} is over 400 lines: split it"

@@ -204,8 +204,8 @@ def test_a_lammps_species_cannot_add_a_command(project):
     kim_model_or_skip(SW)
     write_params(project)
     assert stage(project, "fim_property").returncode == 0
-    from pipeline.errors import InputError
-    from pipeline.lammps import script
+    from pipeline.core.errors import InputError
+    from pipeline.models.lammps import script
 
     for args in [("SW", "Si\nshell touch pwned", "diamond", 5.43, {}), ("SW\nshell touch x", "Si", "diamond", 5.43, {}),
                  ("SW", "Si", "diamond", "5.43\nshell touch x", {}), ("SW", "Si", "diamond", 5.43, {("A x", 0): 1.0})]:
@@ -272,7 +272,8 @@ def test_temporary_files_of_a_killed_write_are_removed_by_the_next_run(project):
 
 
 def test_workers_start_only_where_they_pay(tmp_path):
-    from pipeline.store import Store
+    from pipeline.core.fanout import get_or_compute
+    from pipeline.core.store import Store
 
     class Never:
         count = 2
@@ -285,7 +286,7 @@ def test_workers_start_only_where_they_pay(tmp_path):
         return {"x": np.array([x])}
 
     keys = [f"{i:040x}" for i in range(100)]  # ~0.2 s of work: less than a 1 s start-up saves
-    out = Store(tmp_path).get_or_compute(keys, list(range(100)), slow, Never(), min_parallel_seconds=1.0)
+    out = get_or_compute(Store(tmp_path), keys, list(range(100)), slow, Never(), min_parallel_seconds=1.0)
     assert out.computed == 100
 
 
@@ -311,7 +312,7 @@ def start_fim(project):
 
 
 def stored_entries(project) -> int:
-    from pipeline.store import Store
+    from pipeline.core.store import Store
 
     store = Store(project / "store")
     store._load_index()

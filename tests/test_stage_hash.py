@@ -8,7 +8,7 @@ import ase.io
 import pytest
 from conftest import ROOT, labelled_si
 
-from pipeline.hashing import image_hash
+from pipeline.atoms.hashing import image_hash
 from stages import hash as hash_stage
 from stages.common import load_config
 

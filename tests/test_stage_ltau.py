@@ -9,8 +9,8 @@ import pytest
 from conftest import ROOT
 from omegaconf import OmegaConf
 
-from pipeline import ltau as lib
-from pipeline.descriptors import quests as quests_descriptor
+from pipeline.scores import ltau as lib
+from pipeline.atoms.descriptors import quests as quests_descriptor
 from stages import descriptors, hash as hash_stage, ltau, ltau_fit
 from stages.common import load_config
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, labelled_si
 from omegaconf import OmegaConf
 
-from pipeline import entropy
-from pipeline.descriptors import quests as quests_descriptor
+from pipeline.scores import entropy
+from pipeline.atoms.descriptors import quests as quests_descriptor
 from stages import descriptors, hash as hash_stage, quests
 from stages.common import load_config
 

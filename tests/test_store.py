@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from pipeline.store import Store, decode, entry_key, fingerprint
+from pipeline.core.fanout import get_or_compute
+from pipeline.core.store import Store, decode, entry_key, fingerprint
 
 WRITER = """
 import sys, numpy as np
-from pipeline.store import Store
+from pipeline.core.store import Store
 store, first, count, size = Store(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 for i in range(first, first + count):
     store.put(f"{i:040x}", {"x": np.full(size, float(i)), "i": np.array([i])})
@@ -59,7 +60,7 @@ def test_round_trip_is_exact_and_read_only(tmp_path):
 
 
 def test_objects_are_refused(tmp_path):
-    from pipeline.errors import StoreError
+    from pipeline.core.errors import StoreError
 
     with pytest.raises(StoreError, match="numeric numpy array"):
         Store(tmp_path).put("a" * 40, {"x": np.array([object()])})
@@ -86,7 +87,7 @@ def test_damaged_entry_is_missing_with_a_warning_then_recomputed(tmp_path, caplo
     assert store.get(key) is None
     assert "damaged entry" in caplog.text
     calls = []
-    fetched = store.get_or_compute([key], [7], lambda p: calls.append(p) or {"x": np.arange(float(p))})
+    fetched = get_or_compute(store, [key], [7], lambda p: calls.append(p) or {"x": np.arange(float(p))})
     assert calls == [7] and fetched.computed == 1
     np.testing.assert_array_equal(store.get(key)["x"], np.arange(7.0))
 
@@ -94,10 +95,10 @@ def test_damaged_entry_is_missing_with_a_warning_then_recomputed(tmp_path, caplo
 def test_get_or_compute_computes_only_missing_keys(tmp_path):
     store = Store(tmp_path)
     square = lambda p: {"y": np.array([p * p])}  # noqa: E731
-    first = store.get_or_compute(["k1", "k2"], [2, 3], square)
+    first = get_or_compute(store, ["k1", "k2"], [2, 3], square)
     assert first.computed == 2 and [r["y"][0] for r in first.results] == [4, 9]
     calls = []
-    again = store.get_or_compute(["k2", "k3", "k1", "k3"], [3, 4, 2, 4],
+    again = get_or_compute(store, ["k2", "k3", "k1", "k3"], [3, 4, 2, 4],
                                  lambda p: calls.append(p) or square(p), executor=lambda: ThreadPoolExecutor(2))
     assert calls == [4] and again.computed == 1
     assert [r["y"][0] for r in again.results] == [9, 16, 4, 16]
@@ -168,14 +169,14 @@ def test_pack_index_is_read_once(tmp_path, monkeypatch):
 def test_results_are_stored_in_segments_and_read_back_by_a_new_reader(tmp_path):
     store = Store(tmp_path)
     keys = [f"{i:040x}" for i in range(600)]
-    fetched = store.get_or_compute(keys, list(range(600)), lambda i: expected(i, 4))
+    fetched = get_or_compute(store, keys, list(range(600)), lambda i: expected(i, 4))
     assert fetched.computed == 600
     info = Store(tmp_path).info()
     assert (info.loose_entries, info.packs, info.packed_entries) == (0, 3, 600)  # 256 + 256 + 88
     fresh = Store(tmp_path)
     for i in (0, 255, 256, 599):
         np.testing.assert_array_equal(fresh.get(keys[i])["x"], expected(i, 4)["x"])
-    assert fresh.get_or_compute(keys, list(range(600)), lambda i: pytest.fail("recomputed")).computed == 0
+    assert get_or_compute(fresh, keys, list(range(600)), lambda i: pytest.fail("recomputed")).computed == 0
 
 
 def test_a_failing_run_keeps_what_it_finished(tmp_path):
@@ -187,21 +188,21 @@ def test_a_failing_run_keeps_what_it_finished(tmp_path):
         return expected(i, 4)
 
     with pytest.raises(RuntimeError, match="boom"):
-        Store(tmp_path).get_or_compute(keys, list(range(50)), fails_at_30)
+        get_or_compute(Store(tmp_path), keys, list(range(50)), fails_at_30)
     calls = []
-    again = Store(tmp_path).get_or_compute(keys, list(range(50)), lambda i: calls.append(i) or expected(i, 4))
+    again = get_or_compute(Store(tmp_path), keys, list(range(50)), lambda i: calls.append(i) or expected(i, 4))
     assert calls == list(range(30, 50)) and again.computed == 20
 
 
 def test_a_recomputed_packed_entry_wins_over_its_damaged_copy(tmp_path, caplog):
     store, key = Store(tmp_path), "c" * 40
-    store.get_or_compute([key], [5], lambda i: expected(i, 1000))
+    get_or_compute(store, [key], [5], lambda i: expected(i, 1000))
     pack = next((tmp_path / "packs").glob("*.pack"))
     data = pack.read_bytes()
     i = data.index(np.full(1, 5.0).tobytes() * 8)
     pack.write_bytes(data[:i] + b"\x00" * 8 + data[i + 8:])
     fresh = Store(tmp_path)
-    assert fresh.get_or_compute([key], [6], lambda i: expected(i, 1000)).computed == 1
+    assert get_or_compute(fresh, [key], [6], lambda i: expected(i, 1000)).computed == 1
     assert "damaged packed entry" in caplog.text
     np.testing.assert_array_equal(Store(tmp_path).get(key)["x"], expected(6, 1000)["x"])
     assert Store(tmp_path).pack() == 1 and Store(tmp_path).get(key)["x"][0] == 6.0
@@ -210,12 +211,13 @@ def test_a_recomputed_packed_entry_wins_over_its_damaged_copy(tmp_path, caplog):
 
 SEGMENT_WRITER = """
 import sys, time, numpy as np
-from pipeline.store import Store
+from pipeline.core.store import Store
+from pipeline.core.fanout import get_or_compute
 keys = [f"{i:040x}" for i in range(2000)]
 def slow(i):
     time.sleep(0.002)
     return {"x": np.full(100_000, float(i)), "i": np.array([i])}
-Store(sys.argv[1]).get_or_compute(keys, list(range(2000)), slow)
+get_or_compute(Store(sys.argv[1]), keys, list(range(2000)), slow)
 """
 
 

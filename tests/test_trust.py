@@ -48,7 +48,7 @@ def summary(repo, stage, rev=None):
 
 def user_cells(n=8, seed=100):
     """n rattled 8-atom Si cells labelled by the SW model, the user's own data."""
-    from pipeline.kim import KIMPotential
+    from pipeline.models.kim import KIMPotential
 
     pot, out = KIMPotential(SW, ("Si",)), []
     for s in range(seed, seed + n):
@@ -63,14 +63,14 @@ def user_cells(n=8, seed=100):
 def test_1_a_code_change_recomputes_and_an_unrelated_one_does_not(committed):
     sh(committed, "dvc", "repro", "fim_train")
     before = np.load(committed / "outputs/fim_train/fims.npz")["fim"]
-    fim = committed / "pipeline/fim.py"
+    fim = committed / "pipeline/scores/fim.py"
     fim.write_text(fim.read_text().replace('    return {"fim": jac.T @ jac, "jacobian": jac}',
                                            '    jac = 2 * jac\n    return {"fim": jac.T @ jac, "jacobian": jac}'))
     assert "fim_train" in sh(committed, "dvc", "status")
     sh(committed, "dvc", "repro", "fim_train")
     np.testing.assert_allclose(np.load(committed / "outputs/fim_train/fims.npz")["fim"], 4 * before, rtol=1e-12)
     assert summary(committed, "fim_train")["counts"]["computed"] == len(before)
-    ltau = committed / "pipeline/ltau.py"
+    ltau = committed / "pipeline/scores/ltau.py"
     ltau.write_text(ltau.read_text() + "\n# an edit that shapes no FIM\n")
     assert "fim_train" not in sh(committed, "dvc", "status", "fim_train")
     sh(committed, "dvc", "repro", "-f", "fim_train")

@@ -16,8 +16,8 @@ import ase.io
 import numpy as np
 from scipy.optimize import least_squares
 
-from pipeline.hashing import image_hashes
-from pipeline.potential import PotentialSpec, make_potential
+from pipeline.atoms.hashing import image_hashes
+from pipeline.models.potential import PotentialSpec, make_potential
 
 HERE = Path(__file__).parent
 MODEL = "SW_StillingerWeber_1985_Si__MO_405512056662_005"

@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # the project: pipeline/, stages/
+ROOT = Path(__file__).resolve().parents[2]  # the project: pipeline/, stages/
 PACKAGES = ("pipeline", "stages")
 SHAPING = ("numpy", "scipy", "ase")  # outside packages whose numbers every computation uses
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import AtomsieveError, ConfigError, InputError, check_choice
-from pipeline.transforms import import_information_matching
+from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
+from pipeline.models.transforms import import_information_matching
 
 SOLVERS = ("CLARABEL", "SCS", "SDPA")
 # SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give

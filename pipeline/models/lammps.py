@@ -1,6 +1,6 @@
 """LAMMPS (with its KIM package) as a second route to cubic-crystal properties.
 
-A cross-check of :mod:`pipeline.properties` by other means: the lattice constant from
+A cross-check of :mod:`pipeline.models.properties` by other means: the lattice constant from
 LAMMPS' box relaxation (``fix box/relax``, repeated until the minimiser stops moving),
 the elastic constants from finite strains (``change_box``) with positions relaxed by
 ``minimize`` and the pressure tensor read back. Parameters are set with ``kim param
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import BackendMissing, InputError
+from pipeline.core.errors import BackendMissing, InputError
 
 INSTALL_HINT = "apt-get install lammps (Debian's build has the KIM package)"
 BAR_PER_GPA = 1e4

@@ -2,12 +2,12 @@
 
 The key of an entry is the hash of an image identity and a computation fingerprint
 (kind, parameters, and the identity of the code that computes it: see
-:mod:`pipeline.code_identity`). Entries are written atomically, so several
+:mod:`pipeline.core.code_identity`). Entries are written atomically, so several
 processes may write, even the same key, at once; a reader verifies every entry (key
 and content digest) and treats a damaged one as missing. ``put`` writes one loose
-entry; ``get_or_compute`` writes its results in segments, packs of up to
-SEGMENT_ENTRIES entries or SEGMENT_SECONDS of work, one fsync each instead of one per
-entry. ``pack`` gathers every entry into one pack. Lookups read each index once.
+entry; ``put_segment`` writes many as one pack with one fsync (what
+:func:`pipeline.core.fanout.get_or_compute` uses). ``pack`` gathers every entry into
+one pack. Lookups read each index once.
 
 Layout under the root::
 
@@ -25,18 +25,15 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, as_completed
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from pipeline.atomic import TMP_SUFFIX, fsync_dir, write_bytes
-from pipeline.errors import StoreError
-from pipeline.executors import SerialExecutor
+from pipeline.core.atomic import TMP_SUFFIX, fsync_dir, write_bytes
+from pipeline.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +41,6 @@ Arrays = dict[str, np.ndarray]
 _META = "__atomsieve__"
 STORE_FORMAT = 1
 STALE_TMP_SECONDS = 3600.0
-SEGMENT_ENTRIES = 256
-SEGMENT_BYTES = 64 << 20
-SEGMENT_SECONDS = 5.0
 
 
 def canonical_json(value) -> str:
@@ -56,7 +50,7 @@ def canonical_json(value) -> str:
 
 def fingerprint(kind: str, params: Mapping, code: str) -> str:
     """Canonical fingerprint of a computation: its kind, its parameters and ``code``, the
-    identity of what computes it (:func:`pipeline.code_identity.code_digest`)."""
+    identity of what computes it (:func:`pipeline.core.code_identity.code_digest`)."""
     text = canonical_json({"kind": kind, "params": dict(params), "code": code})
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
@@ -118,19 +112,12 @@ def _pack_name() -> str:
     return f"pack-{time.time_ns():020d}-{secrets.token_hex(4)}"
 
 
-def _frozen(arrays: Arrays) -> Arrays:
+def frozen(arrays: Arrays) -> Arrays:
+    """Read-only copies of ``arrays``."""
     out = {name: np.array(a) for name, a in arrays.items()}
     for a in out.values():
         a.setflags(write=False)
     return out
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """Results of :meth:`Store.get_or_compute`, in item order, and how many were computed."""
-
-    results: tuple[Arrays, ...]
-    computed: int
 
 
 @dataclass(frozen=True)
@@ -150,7 +137,6 @@ class Store:
         self.root = Path(root)
         self._index: dict[str, tuple[Path, int, int]] = {}
         self._indexed: frozenset[Path] = frozenset()
-        self._unwritable: str | None = None  # why writes failed; then results are only returned
 
     def _mkdir(self, path: Path) -> None:
         try:
@@ -240,95 +226,6 @@ class Store:
                         durable=False)
         except OSError as err:
             raise StoreError(f"store {self.root}: cannot write {len(entries)} entries: {err}") from err
-
-    def get_or_compute(
-        self,
-        keys: Sequence[str],
-        payloads: Sequence,
-        fn: Callable[..., Arrays],
-        executor: Callable[[], AbstractContextManager[Executor]] | None = None,
-        desc: str = "computing",
-        min_parallel_seconds: float = 0.0,
-    ) -> Fetched:
-        """``fn(payload)`` for every key not yet stored; stored results for the rest.
-
-        ``executor`` makes the executor to submit work to (e.g. a
-        :class:`pipeline.executors.ExecutorSpec`, whose ``count`` is its number of
-        workers); with None, work is done here. With ``min_parallel_seconds`` > 0, the
-        start-up cost of the workers, the first missing items (up to 3) are computed here
-        and timed, and the executor is made only if it pays: if the rest split among
-        the workers, plus the start-up, is expected to take less than the rest here. Results are stored in
-        segments as they arrive, and what is buffered is stored also when the run
-        fails or is interrupted; a killed run loses at most one segment's work.
-        """
-        if len(keys) != len(payloads):
-            raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
-        results: list[Arrays | None] = [self.get(k) for k in keys]
-        todo: dict[str, int] = {}
-        for i, (k, r) in enumerate(zip(keys, results)):
-            if r is None:
-                todo.setdefault(k, i)
-        pending = list(todo.items())
-        buffer: dict[str, bytes] = {}
-        flushed, size = time.monotonic(), 0
-
-        def flush() -> None:
-            nonlocal flushed, size
-            if self._unwritable is None:
-                try:
-                    self.put_segment(buffer)
-                except StoreError as err:  # a cache: the results are still returned, not kept
-                    self._unwritable = str(err)
-                    log.warning("%s; this run's results are used but not cached", err)
-            buffer.clear()
-            flushed, size = time.monotonic(), 0
-
-        with tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
-
-            def keep(key: str, arrays: Arrays) -> None:
-                nonlocal size
-                buffer[key] = encode(key, arrays)
-                size += len(buffer[key])
-                results[todo[key]] = _frozen(arrays)
-                bar.update()
-                full = len(buffer) >= SEGMENT_ENTRIES or size >= SEGMENT_BYTES
-                if full or time.monotonic() - flushed > SEGMENT_SECONDS:
-                    flush()
-
-            try:
-                if executor is not None and min_parallel_seconds > 0 and pending:
-                    timed: list[float] = []
-                    while pending and len(timed) < 3 and sum(timed) < min_parallel_seconds:
-                        (key, i), pending = pending[0], pending[1:]
-                        start = time.perf_counter()
-                        keep(key, fn(payloads[i]))
-                        timed.append(time.perf_counter() - start)
-                    rest, workers = min(timed) * len(pending), getattr(executor, "count", os.cpu_count() or 1)
-                    if workers < 2 or min_parallel_seconds + rest / workers >= rest:
-                        log.info("%s: %d items left (about %.2g s), too little work to start %d workers; "
-                                 "computing here", desc, len(pending), rest, workers)
-                        executor = None
-                with executor() if pending and executor is not None else nullcontext(None) as ex:
-                    for key, arrays in self._compute(pending, payloads, fn, ex):
-                        keep(key, arrays)
-            finally:
-                flush()
-        done = {k: results[i] for k, i in todo.items()}
-        return Fetched(tuple(r if r is not None else done[k] for k, r in zip(keys, results)), len(todo))
-
-    @staticmethod
-    def _compute(pending, payloads, fn, executor) -> Iterator[tuple[str, Arrays]]:
-        if executor is None or isinstance(executor, SerialExecutor):  # one at a time, so each is stored as it ends
-            for key, i in pending:
-                yield key, fn(payloads[i])
-            return
-        futures = {executor.submit(fn, payloads[i]): key for key, i in pending}
-        try:
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

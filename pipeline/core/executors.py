@@ -4,7 +4,7 @@
 - ``process``: a local process pool (the default), started by forkserver so workers
   never inherit threads or open KIM models.
 - ``dask``: Dask distributed, at ``dask_address`` or on a local cluster
-  (:mod:`pipeline.dask_backend`, imported only when chosen).
+  (:mod:`pipeline.core.dask_backend`, imported only when chosen).
 
 Objects that cannot be pickled (a KIM model, an ASE calculator) are made inside the
 worker with :func:`worker_resource`, once per worker thread, and reused.
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pipeline.errors import ConfigError, check_choice
+from pipeline.core.errors import ConfigError, check_choice
 
 EXECUTORS = ("serial", "process", "dask")
 T = TypeVar("T")
@@ -53,7 +53,7 @@ def open_executor(kind: str = "process", workers: int = 0, dask_address: str | N
                                  initializer=exit_with, initargs=(os.getpid(),)) as pool:
             yield pool
     else:
-        from pipeline.dask_backend import dask_executor
+        from pipeline.core.dask_backend import dask_executor
 
         with dask_executor(n, dask_address) as pool:
             yield pool

@@ -10,7 +10,7 @@ import importlib
 import numpy as np
 from ase import Atoms
 
-from pipeline.errors import ConfigError, InputError
+from pipeline.core.errors import ConfigError, InputError
 
 
 def load_class(path: str):
@@ -47,7 +47,7 @@ class ASEPotential:
         of the source file that defines the class."""
         import inspect
 
-        from pipeline.code_identity import file_digest, versions
+        from pipeline.core.code_identity import file_digest, versions
 
         try:
             source = file_digest(inspect.getfile(self._class))

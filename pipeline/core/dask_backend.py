@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 
-from pipeline.errors import BackendMissing, ConfigError
+from pipeline.core.errors import BackendMissing, ConfigError
 
 CONNECT_SECONDS = 5
 INSTALL_HINT = "pip install 'atomsieve[dask]'  (or: pip install 'dask[distributed]')"

@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 from ase import Atoms
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 
 HASH_VERSION = "v1"
 QUANTUM = 1e-8  # Å

@@ -1,6 +1,6 @@
 """FAISS, imported lazily: a missing or broken wheel is a BackendMissing with the fix."""
 
-from pipeline.errors import BackendMissing
+from pipeline.core.errors import BackendMissing
 
 
 def load_faiss(needed_by: str):

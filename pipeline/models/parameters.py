@@ -15,7 +15,7 @@ The tunable entries, in dict order then extent order, are the FIM's rows and col
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 DEFAULT = "default"
 FIX = "fix"

@@ -28,8 +28,8 @@ import numpy as np
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from pipeline.errors import ConfigError, InputError, check_choice
-from pipeline.faiss_backend import load_faiss
+from pipeline.core.errors import ConfigError, InputError, check_choice
+from pipeline.core.faiss_backend import load_faiss
 
 METHODS = ("exact", "knn")
 THREADS = 2

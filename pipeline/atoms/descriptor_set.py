@@ -7,10 +7,11 @@ from functools import partial
 import numpy as np
 from ase import Atoms
 
-from pipeline.code_identity import code_digest
-from pipeline.descriptors import DESCRIPTORS, describe
-from pipeline.errors import check_choice
-from pipeline.store import Store, entry_key, fingerprint
+from pipeline.core.code_identity import code_digest
+from pipeline.atoms.descriptors import DESCRIPTORS, describe
+from pipeline.core.errors import check_choice
+from pipeline.core.fanout import get_or_compute
+from pipeline.core.store import Store, entry_key, fingerprint
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def descriptor_set(frames: Sequence[Atoms], hashes: Sequence[str], name: str, k:
     check_choice("descriptors.name", name, DESCRIPTORS)
     fp = fingerprint("descriptors", {"name": name, "k": k, "cutoff": cutoff}, code_digest(describe.__module__))
     bare = [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc) for a in frames]
-    fetched = store.get_or_compute([entry_key(h, fp) for h in hashes], bare, partial(describe, name, k, cutoff),
+    fetched = get_or_compute(store, [entry_key(h, fp) for h in hashes], bare, partial(describe, name, k, cutoff),
                                    executor, "descriptors", min_parallel_seconds)
     values = [r["descriptors"] for r in fetched.results]
     offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])

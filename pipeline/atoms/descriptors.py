@@ -16,7 +16,7 @@ a partly periodic cell as not periodic at all). Shape (N, 2k − 1), in 1/Å.
 import numpy as np
 from ase import Atoms
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 EPS_X1 = 1e-16  # Å, added to r in x1 (as quests does)
 EPS_X2 = 1e-15  # Å, added to r_jl in x2

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import ConfigError, InputError, check_choice
-from pipeline.faiss_backend import load_faiss
+from pipeline.core.errors import ConfigError, InputError, check_choice
+from pipeline.core.faiss_backend import load_faiss
 
 SPACINGS = ("log", "linear")
 INDEXES = ("Flat", "HNSW", "IVFPQ")

@@ -1,10 +1,7 @@
-"""Fisher information matrices of training configurations.
+"""Derivatives with respect to a potential's parameters, by finite differences.
 
-For one image and one quantity q(θ) (energy, forces or stress, flattened), the FIM is
-``Jᵀ J`` of the row-weighted Jacobian ``J = diag(w) ∂q/∂θ``, θ being the tunable
-parameters in the transformed space (identity, affine or log:
-:mod:`pipeline.transforms`). Derivatives are finite differences with relative
-steps ``h_i = max(rel_step |θ_i|, min_step)``:
+Relative steps ``h_i = max(rel_step |θ_i|, min_step)`` in the transformed space
+(:mod:`pipeline.models.transforms`):
 
 - ``central``: (q(θ+h) − q(θ−h)) / 2h, 2P evaluations;
 - ``central4``: (−q(θ+2h) + 8q(θ+h) − 8q(θ−h) + q(θ−2h)) / 12h, 4P evaluations;
@@ -20,13 +17,11 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from ase import Atoms
 
-from pipeline.errors import ConfigError, InputError, check_choice
-from pipeline.executors import worker_resource
-from pipeline.parameters import ParamSpec
-from pipeline.potential import QUANTITIES, PotentialSpec, make_potential, with_defaults
-from pipeline.transforms import Transform, resolve_transform
+from pipeline.core.errors import ConfigError, check_choice
+from pipeline.models.parameters import ParamSpec
+from pipeline.models.potential import with_defaults
+from pipeline.models.transforms import Transform, resolve_transform
 
 METHODS = ("central", "central4", "forward", "forward2", "numdifftools")
 
@@ -90,41 +85,6 @@ def numdifftools_jacobian(f, options: str):
     return nd.Jacobian(f, **json.loads(options))
 
 
-def rows(atoms: Atoms, quantity: str) -> int:
-    """Number of Jacobian rows of ``quantity`` for ``atoms``."""
-    return {"energy": 1, "forces": 3 * len(atoms), "stress": 6}[quantity]
-
-
-def as_row_weights(mask: np.ndarray, atoms: Atoms, quantity: str, where: str) -> np.ndarray:
-    """A mask as one weight per Jacobian row; a per-atom mask (N,) applies to all three
-    force components of its atom."""
-    flat = np.asarray(mask, dtype=float).reshape(-1)
-    if quantity == "forces" and flat.size == len(atoms) != 3 * len(atoms):
-        flat = np.repeat(flat, 3)
-    if flat.size != rows(atoms, quantity):
-        raise InputError(
-            f"{where}: mask has {flat.size} values; expected {rows(atoms, quantity)} "
-            f"(one per row of {quantity} for {len(atoms)} atoms)"
-        )
-    if not np.all(np.isfinite(flat)):
-        raise InputError(f"{where}: mask has non-finite values")
-    return flat
-
-
-@dataclass(frozen=True)
-class FimTask:
-    """Everything one image's FIM depends on (picklable, sent to a worker)."""
-
-    potential: PotentialSpec
-    assignments: tuple[tuple[str, int, float], ...]  # every entry of the spec, resolved
-    n_tunable: int  # the first n_tunable assignments are the tunable ones
-    transform: Transform
-    derivative: Derivative
-    quantity: str
-    mask: np.ndarray | None
-    atoms: Atoms
-
-
 def parameter_jacobian(potential, assignments, n_tunable: int, transform: Transform, derivative: Derivative,
                        evaluate) -> np.ndarray:
     """∂ evaluate() / ∂θ, θ the first ``n_tunable`` of ``assignments`` in the
@@ -143,22 +103,6 @@ def parameter_jacobian(potential, assignments, n_tunable: int, transform: Transf
         return jacobian(f, resolved.forward(values), derivative)
     finally:
         potential.set(tunable)
-
-
-def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
-    """``{"fim": (P, P), "jacobian": (rows, P)}`` of one image with ``potential``."""
-    check_choice("fim.quantity", task.quantity, QUANTITIES)
-    jac = parameter_jacobian(potential, task.assignments, task.n_tunable, task.transform, task.derivative,
-                             lambda: potential.compute(task.atoms, task.quantity))
-    if task.mask is not None:
-        jac = task.mask[:, None] * jac
-    return {"fim": jac.T @ jac, "jacobian": jac}
-
-
-def image_fim(task: FimTask) -> dict[str, np.ndarray]:
-    """``{"fim": (P, P)}`` of :func:`fim_of`, with this worker's potential (made once
-    per worker); what the store keeps."""
-    return {"fim": fim_of(worker_resource(make_potential, task.potential), task)["fim"]}
 
 
 def resolve(spec: ParamSpec, potential) -> tuple[tuple[str, int, float], ...]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from ase import Atoms
 
-from pipeline.errors import BackendMissing, ConfigError, InputError
+from pipeline.core.errors import BackendMissing, ConfigError, InputError
 
 INSTALL_HINT = "apt-get install libkim-api-dev openkim-models pkg-config && pip install kimpy"
 
@@ -34,7 +34,7 @@ def model_identity(kim_id: str) -> dict[str, str]:
     """What a KIM model's numbers depend on outside this project: the KIM API and kimpy
     versions, and digests of the model's library and of its driver's (a parameterised
     model's parameter files are compiled into its library)."""
-    from pipeline.code_identity import file_digest, versions
+    from pipeline.core.code_identity import file_digest, versions
 
     kimpy = _kimpy()
     col = kimpy.collections.create()

@@ -12,14 +12,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from ase import Atoms
 
-from pipeline.code_identity import code_digest
-from pipeline.errors import InputError
-from pipeline.executors import worker_resource
-from pipeline.fim import Derivative, FimTask, as_row_weights, image_fim, resolve
-from pipeline.transforms import Transform
-from pipeline.parameters import ParamSpec
-from pipeline.potential import QUANTITIES, PotentialSpec, make_potential
-from pipeline.store import Store, entry_key, fingerprint
+from pipeline.core.code_identity import code_digest
+from pipeline.core.errors import InputError
+from pipeline.core.executors import worker_resource
+from pipeline.models.derivatives import Derivative, resolve
+from pipeline.scores.fim import FimTask, as_row_weights, image_fim
+from pipeline.models.transforms import Transform
+from pipeline.models.parameters import ParamSpec
+from pipeline.models.potential import QUANTITIES, PotentialSpec, make_potential
+from pipeline.core.fanout import get_or_compute
+from pipeline.core.store import Store, entry_key, fingerprint
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
                   transform: Transform, derivative: Derivative, store: Store,
                   executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> TrainingFims:
     """The FIM of every candidate, through ``store``; only missing ones are computed, on
-    ``executor`` (see :meth:`Store.get_or_compute`)."""
+    ``executor`` (see :func:`pipeline.core.fanout.get_or_compute`)."""
     check_species(frames, potential)
     model = worker_resource(make_potential, potential)  # also serves candidates computed here
     spec.check(model.parameter_extents(), potential.kim_id or potential.calculator)
@@ -142,6 +144,6 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, c.quantity, c.mask,
                              bare))
-    fetched = store.get_or_compute(keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)
+    fetched = get_or_compute(store, keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)
     fims = np.stack([r["fim"] for r in fetched.results]) if fetched.results else np.zeros((0, 0, 0))
     return TrainingFims(tuple(cands), fims, spec.labels(), fetched.computed, common["model"])

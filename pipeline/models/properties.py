@@ -21,7 +21,7 @@ from ase.build import bulk
 from ase.units import GPa
 from scipy.optimize import brentq
 
-from pipeline.errors import ConfigError, InputError, check_choice
+from pipeline.core.errors import ConfigError, InputError, check_choice
 
 LATTICES = ("diamond", "fcc", "bcc")
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))

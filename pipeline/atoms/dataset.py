@@ -1,6 +1,6 @@
 """Reading candidate configurations, de-duplicating them by identity, and splitting.
 
-Duplicates are images with equal identity (:mod:`pipeline.hashing`) and equal labels;
+Duplicates are images with equal identity (:mod:`pipeline.atoms.hashing`) and equal labels;
 the first occurrence is kept and every source is recorded. Equal identity with
 different labels is a conflict, reported with both sources, never merged.
 
@@ -22,8 +22,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from pipeline.errors import InputError, LabelConflictError, check_choice
-from pipeline.hashing import image_hashes
+from pipeline.core.errors import InputError, LabelConflictError, check_choice
+from pipeline.atoms.hashing import image_hashes
 
 FORMATS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj", ".db": "db"}
 LABELS = ("energy", "forces", "stress")

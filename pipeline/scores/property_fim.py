@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import properties
-from pipeline.errors import ConfigError
-from pipeline.executors import worker_resource
-from pipeline.fim import Derivative, parameter_jacobian, resolve
-from pipeline.parameters import ParamSpec
-from pipeline.potential import PotentialSpec, make_potential
-from pipeline.transforms import Transform
+from pipeline.models import properties
+from pipeline.core.errors import ConfigError
+from pipeline.core.executors import worker_resource
+from pipeline.models.derivatives import Derivative, parameter_jacobian, resolve
+from pipeline.models.parameters import ParamSpec
+from pipeline.models.potential import PotentialSpec, make_potential
+from pipeline.models.transforms import Transform
 
 COVARIANCES = ("relative", "diagonal", "matrix")
 ZERO_RELATIVE = 1e-8  # a value this small relative to the largest is zero for a relative covariance
@@ -33,7 +33,7 @@ class Target:
     crystal: properties.Crystal
     full: bool
     covariance: tuple  # (how, value): ("relative", 0.1), ("diagonal", [...]), ("matrix", [[...]])
-    backend: str = "kimpy"  # kimpy (this process) | lammps (pipeline.lammps, a cross-check)
+    backend: str = "kimpy"  # kimpy (this process) | lammps (pipeline.models.lammps, a cross-check)
 
     def evaluate(self, potential) -> np.ndarray:
         if self.backend == "lammps":
@@ -43,7 +43,7 @@ class Target:
         return PROPERTIES[self.kind](potential, self.crystal)
 
     def _evaluate_lammps(self, potential) -> np.ndarray:
-        from pipeline.lammps import cubic_properties
+        from pipeline.models.lammps import cubic_properties
 
         c = self.crystal
         r = cubic_properties(potential.kim_id, c.species, c.lattice, c.a_guess,

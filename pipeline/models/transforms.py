@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import ConfigError, check_choice
+from pipeline.core.errors import ConfigError, check_choice
 
 TRANSFORMS = ("identity", "affine", "log")
 

@@ -9,7 +9,7 @@ in eV/Å³ (Voigt: xx, yy, zz, yz, xz, xy).
 import json
 from dataclasses import dataclass
 
-from pipeline.errors import ConfigError, check_choice
+from pipeline.core.errors import ConfigError, check_choice
 
 QUANTITIES = ("energy", "forces", "stress")
 
@@ -33,7 +33,7 @@ class PotentialSpec:
 
 
 def _kim(spec: PotentialSpec):
-    from pipeline.kim import KIMPotential
+    from pipeline.models.kim import KIMPotential
 
     if not spec.kim_id or not spec.species:
         raise ConfigError("potential.type=kim needs potential.kim_id and potential.species")
@@ -41,7 +41,7 @@ def _kim(spec: PotentialSpec):
 
 
 def _ase(spec: PotentialSpec):
-    from pipeline.ase_potential import ASEPotential
+    from pipeline.models.ase_potential import ASEPotential
 
     if not spec.calculator:
         raise ConfigError("potential.type=ase needs potential.calculator, e.g. ase.calculators.lj.LennardJones")

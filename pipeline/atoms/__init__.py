@@ -1,0 +1,2 @@
+"""Configurations: reading and checking datasets, image identity, per-atom descriptors.
+Imports only pipeline.core."""

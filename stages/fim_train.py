@@ -19,6 +19,7 @@ from pipeline.models import parameters
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
 from pipeline.core.plots import eigenvalue_spectra
+from pipeline.scores.matching import label_text
 from pipeline.core.timing import Timers
 from pipeline.scores.training_fim import candidates, masks, quantities, training_fims
 from stages.common import as_dict, read_images, stage_main, write_summary
@@ -53,10 +54,10 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     counts = {"images": len(set(hashes)), "candidates": len(cands), "computed": result.computed,
               "cached": len(cands) - result.computed, "parameters": len(labels)}
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_npz, t_summary, t_png), timers("write"):
-        rows = []
+        rows, names = [], label_text(result.labels)
         for c, fim in zip(cands, result.fims):
             atoms = frames[c.row].copy()
-            atoms.info.update(candidate=c.id, fim_quantity=c.quantity, fim_training_set_score=fim)
+            atoms.info.update(candidate=c.id, fim_quantity=c.quantity, fim_parameters=names, fim_training_set_score=fim)
             rows.append(atoms)
         ase.io.write(t_xyz, rows, format="extxyz")
         with open(t_npz, "wb") as fh:

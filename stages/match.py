@@ -4,8 +4,9 @@ Inputs ``--fims`` (outputs/fim_train/fims.extxyz) and ``--target``
 (outputs/fim_property/fim_property.json). Outputs in ``--out`` (outputs/match), all
 or none: weights.json (candidate → image_hash, quantity, mask digest and weight, the
 selected candidates in input order), selected.extxyz (those candidates, info
-``candidate``, ``fim_quantity``, ``fim_matching_weight_score``), metrics.json,
-weights.png and summary.json.
+``candidate``, ``fim_quantity``, ``fim_matching_weight_score``), candidates.extxyz
+(every candidate with its ``fim_matching_weight_score``, 0 where not selected, as
+Orchestrator writes it), metrics.json, weights.png and summary.json.
 """
 
 import json
@@ -17,13 +18,13 @@ import numpy as np
 from pipeline.core import plots
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError, check_choice
-from pipeline.scores.matching import match
 from pipeline.core.timing import Timers
+from pipeline.scores.matching import candidate_fims, match
 from stages.common import as_dict, json_bytes, read_images, stage_main, write_summary
 from stages.schema import Config
 
 CANDIDATES = ("train", "all")
-OUTPUTS = ("weights.json", "selected.extxyz", "metrics.json", "weights.png", "summary.json")
+OUTPUTS = ("weights.json", "selected.extxyz", "candidates.extxyz", "metrics.json", "weights.png", "summary.json")
 
 
 def read_target(path: Path) -> dict:
@@ -38,12 +39,13 @@ def read_target(path: Path) -> dict:
 def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     m, timers = cfg.matching, Timers()
     check_choice("matching.candidates", m.candidates, CANDIDATES)
-    frames = [a for a in read_images(fims) if m.candidates == "all" or a.info.get("split", "train") == "train"]
+    rows = read_images(fims)
+    frames = [a for a in rows if m.candidates == "all" or a.info.get("split", "train") == "train"]
     if not frames:
         raise InputError(f"{fims}: no candidate images (matching.candidates={m.candidates})")
     goal = read_target(target)
     f_target = np.array(goal["fim_property_score"], dtype=float)
-    candidates = np.stack([candidate_fim(fims, a, f_target.shape) for a in frames])
+    candidates = candidate_fims(frames, f_target, goal["labels"], str(fims))
     with timers("match"):
         result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound,
                        m.max_violation)
@@ -54,13 +56,16 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
                "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status,
                "seconds": round(result.seconds, 3)}
-    with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_metrics, t_png, t_summary):
+    weight_of = {a.info["candidate"]: float(w) for a, w in zip(frames, result.weights)}
+    with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_summary):
         t_w.write_bytes(json_bytes(weights))
-        for atoms, w in zip(chosen, weights.values()):
-            atoms.info["fim_matching_weight_score"] = w["weight"]
-        ase.io.write(t_xyz, chosen, format="extxyz")
+        for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
+            atoms.info["fim_matching_weight_score"] = weight_of.get(atoms.info["candidate"], 0.0)
+        ase.io.write(t_xyz, [a for a in rows if a.info["candidate"] in weights], format="extxyz")
+        ase.io.write(t_all, rows, format="extxyz")
         t_metrics.write_bytes(json_bytes(metrics))
-        plots.weights(np.array([w["weight"] for w in weights.values()]), t_png, f"{len(chosen)} of {len(frames)} selected ({m.solver})")
+        plots.weights(np.array([w["weight"] for w in weights.values()]), t_png,
+                      f"{len(chosen)} of {len(frames)} selected ({m.solver})")
         done = write_summary(t_summary, "match", as_dict(m), metrics, timers)
     return done
 
@@ -69,17 +74,6 @@ def mask_of(candidate: str) -> str | None:
     """The mask digest of a candidate id (``hash:quantity[:mask]``), or None."""
     parts = candidate.split(":")
     return parts[2] if len(parts) > 2 else None
-
-
-def candidate_fim(path: Path, atoms, shape: tuple) -> np.ndarray:
-    if not isinstance(atoms.info.get("candidate"), str) or "fim_quantity" not in atoms.info:
-        raise InputError(f"{path}: image {atoms.info['image_hash']}: expected info 'candidate' and 'fim_quantity' "
-                         "(written by the fim_train stage); run it again")
-    fim = np.asarray(atoms.info.get("fim_training_set_score", []), dtype=float)
-    if fim.size != np.prod(shape):
-        raise InputError(f"{path}: candidate {atoms.info['candidate']}: expected fim_training_set_score of the target's "
-                         f"shape {shape}, got {fim.shape}; were both made with the same potential.parameters_optimize?")
-    return fim.reshape(shape)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ BIN = str(Path(sys.executable).parent)
 
 def sh(cwd, *args):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 

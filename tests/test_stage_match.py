@@ -11,6 +11,7 @@ from conftest import ROOT, kim_model_or_skip
 from omegaconf import OmegaConf
 
 from stages import fim_property, fim_train, hash as hash_stage, match
+from pipeline.core.errors import InputError
 from stages.common import load_config
 from test_fim import SW
 
@@ -102,3 +103,24 @@ def test_match_bad_inputs(example, tmp_path):
         last = proc.stderr.strip().splitlines()[-1]
         assert proc.returncode == 1 and last.startswith("error: ") and message in last, proc.stderr
         assert not out.exists()
+
+
+def test_every_candidate_carries_its_weight(example):
+    cfg, tmp = example
+    match.run(cfg, tmp / "match_all", tmp / "fim_train/fims.extxyz", tmp / "fim_property/fim_property.json")
+    weights = json.loads((tmp / "match_all/weights.json").read_text())
+    rows = ase.io.read(tmp / "match_all/candidates.extxyz", ":")
+    assert len(rows) == 40  # train and test: the key is on every candidate, 0 where not selected
+    for atoms in rows:
+        expected = weights[atoms.info["candidate"]]["weight"] if atoms.info["candidate"] in weights else 0.0
+        assert atoms.info["fim_matching_weight_score"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_match_refuses_fims_over_other_parameters(example, tmp_path):
+    cfg, tmp = example
+    target = json.loads((tmp / "fim_property/fim_property.json").read_text())
+    target["labels"] = {"0": {"parameter": "A", "extent": 0}, "1": {"parameter": "lambda", "extent": 0}}
+    (tmp_path / "t.json").write_text(json.dumps(target))
+    with pytest.raises(InputError, match=r"over the parameters A:0,B:0 but the target's over A:0,lambda:0"):
+        match.run(cfg, tmp_path / "o", tmp / "fim_train/fims.extxyz", tmp_path / "t.json")
+    assert not (tmp_path / "o").exists()

@@ -40,6 +40,32 @@ class Match:
     seconds: float
 
 
+def label_text(labels: dict) -> str:
+    """Parameter labels ``{i: {parameter, extent}}`` as one string, ``"A:0,B:0"``."""
+    return ",".join(f"{lab['parameter']}:{lab['extent']}" for _, lab in sorted(labels.items(), key=lambda kv: int(kv[0])))
+
+
+def candidate_fims(frames, target: np.ndarray, target_labels: dict, where: str) -> np.ndarray:
+    """The candidates' FIMs (n, P, P) from their info ``fim_training_set_score``, each
+    checked against the target: the same parameter labels (info ``fim_parameters``) and
+    shape; :class:`InputError` naming the candidate otherwise."""
+    want, out = label_text(target_labels), []
+    for atoms in frames:
+        name = atoms.info.get("candidate")
+        if not isinstance(name, str) or "fim_quantity" not in atoms.info or "fim_parameters" not in atoms.info:
+            raise InputError(f"{where}: image {atoms.info.get('image_hash')}: expected info 'candidate', "
+                             "'fim_quantity' and 'fim_parameters' (written by the fim_train stage); run it again")
+        if atoms.info["fim_parameters"] != want:
+            raise InputError(f"{where}: candidate {name}: its FIM is over the parameters {atoms.info['fim_parameters']} "
+                             f"but the target's over {want}; make both with the same potential.parameters_optimize")
+        fim = np.asarray(atoms.info.get("fim_training_set_score", []), dtype=float)
+        if fim.size != target.size:
+            raise InputError(f"{where}: candidate {name}: expected fim_training_set_score of the target's shape "
+                             f"{target.shape}, got {fim.shape}")
+        out.append(fim.reshape(target.shape))
+    return np.stack(out)
+
+
 def check_fims(candidates: np.ndarray, target: np.ndarray) -> None:
     p = target.shape[0]
     if target.ndim != 2 or target.shape != (p, p):

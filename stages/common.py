@@ -75,6 +75,18 @@ def check_finite(node, where: str, key: str = "") -> None:
         raise ConfigError(f"{where}: {key}: expected a finite number, got {node}")
 
 
+METRIC_DIGITS = 10  # significant digits of metrics that reruns reproduce (BLAS sums differ in the 15th)
+RESIDUAL_DIGITS = 2  # of residuals near zero (a solver's tolerance), e.g. min_eigenvalue_rel
+
+
+def reproducible(metrics: dict, residuals: tuple[str, ...] = ()) -> dict:
+    """``metrics`` with floats rounded to the digits a rerun reproduces, so that a
+    rerun leaves the tracked metrics.json unchanged."""
+    def round_to(value, digits):
+        return float(f"{value:.{digits - 1}e}") if isinstance(value, float) and np.isfinite(value) else value
+    return {k: round_to(v, RESIDUAL_DIGITS if k in residuals else METRIC_DIGITS) for k, v in metrics.items()}
+
+
 def json_bytes(data: dict) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 

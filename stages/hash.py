@@ -13,7 +13,7 @@ import ase.io
 from pipeline.atoms import dataset
 from pipeline.core.atomic import staged
 from pipeline.core.timing import Timers
-from stages.common import as_dict, json_bytes, stage_main, write_summary
+from stages.common import as_dict, json_bytes, reproducible, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("images.extxyz", "manifest.json", "metrics.json", "summary.json")
@@ -43,7 +43,7 @@ def run(cfg: Config, out: Path) -> dict:
         with timers("write"):
             ase.io.write(t_images, images, format="extxyz")
             t_manifest.write_bytes(json_bytes(dataset.manifest(ds, split)))
-            t_metrics.write_bytes(json_bytes(counts))
+            t_metrics.write_bytes(json_bytes(reproducible(counts)))
         params = {**as_dict(d), "fim.quantity_key": cfg.fim.quantity_key, "fim.mask_key": cfg.fim.mask_key}
         done = write_summary(t_summary, "hash", params, counts, timers)
     return done

@@ -17,7 +17,7 @@ from pipeline.core.atomic import staged
 from pipeline.scores.entropy import check_descriptors
 from pipeline.core.errors import InputError
 from pipeline.core.timing import Timers
-from stages.common import json_bytes, load_descriptors, read_images, stage_main, write_summary
+from stages.common import json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("uncertainty.extxyz", "metrics.json", "uncertainty.png", "summary.json")
@@ -48,7 +48,7 @@ def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> d
             atoms.arrays["ltau_forces_uq_score"] = score[start:start + len(atoms)]
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
-        t_metrics.write_bytes(json_bytes(metrics))
+        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         plots.histogram(score, t_png, "LTAU force uncertainty (eV/Å)", "per-atom uncertainty")
         done = write_summary(t_summary, "ltau", {"k": cfg.ltau.k}, metrics, timers)
     return done

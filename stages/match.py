@@ -20,7 +20,7 @@ from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError, check_choice
 from pipeline.core.timing import Timers
 from pipeline.scores.matching import candidate_fims, match
-from stages.common import as_dict, json_bytes, read_images, stage_main, write_summary
+from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 
 CANDIDATES = ("train", "all")
@@ -54,8 +54,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
                                      "mask": mask_of(a.info["candidate"]), "weight": float(result.weights[i])}
                for a, i in zip(chosen, result.selected)}
     metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
-               "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status,
-               "seconds": round(result.seconds, 3)}
+               "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status}
     weight_of = {a.info["candidate"]: float(w) for a, w in zip(frames, result.weights)}
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_summary):
         t_w.write_bytes(json_bytes(weights))
@@ -63,10 +62,10 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
             atoms.info["fim_matching_weight_score"] = weight_of.get(atoms.info["candidate"], 0.0)
         ase.io.write(t_xyz, [a for a in rows if a.info["candidate"] in weights], format="extxyz")
         ase.io.write(t_all, rows, format="extxyz")
-        t_metrics.write_bytes(json_bytes(metrics))
+        t_metrics.write_bytes(json_bytes(reproducible(metrics, ("min_eigenvalue_rel",))))
         plots.weights(np.array([w["weight"] for w in weights.values()]), t_png,
                       f"{len(chosen)} of {len(frames)} selected ({m.solver})")
-        done = write_summary(t_summary, "match", as_dict(m), metrics, timers)
+        done = write_summary(t_summary, "match", as_dict(m), metrics, timers, {"solver_seconds": result.seconds})
     return done
 
 

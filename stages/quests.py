@@ -21,7 +21,7 @@ from pipeline.atoms.descriptor_set import descriptor_set
 from pipeline.core.errors import InputError
 from pipeline.atoms.hashing import image_hashes
 from pipeline.core.timing import Timers
-from stages.common import as_dict, json_bytes, load_descriptors, read_images, stage_main, write_summary
+from stages.common import as_dict, json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
 from stages.runtime import store_of
 from stages.schema import Config
 
@@ -58,7 +58,7 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
                "delta_entropy_stderr_max": float(np.max(against.stderr)), "method": q.method,
                "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound)}
     with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_summary), timers("write"):
-        t_metrics.write_bytes(json_bytes(metrics))
+        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         start = 0
         for atoms in frames:
             atoms.arrays["quests_delta_entropy_score"] = d_h[start:start + len(atoms)]

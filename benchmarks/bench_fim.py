@@ -26,15 +26,15 @@ import numpy as np
 from ase.build import bulk
 from ase.calculators.kim import KIM
 
-from pipeline.core.executors import open_executor
-from pipeline.models.derivatives import Derivative, resolve
-from pipeline.scores.fim import FimTask, fim_of
 from pipeline.atoms.hashing import image_hashes
+from pipeline.core.executors import open_executor
+from pipeline.core.store import Store
+from pipeline.models.derivatives import Derivative, resolve
 from pipeline.models.parameters import parse
 from pipeline.models.potential import PotentialSpec, make_potential
-from pipeline.core.store import Store
-from pipeline.scores.training_fim import candidates, training_fims
 from pipeline.models.transforms import Transform
+from pipeline.scores.fim import FimTask, fim_of
+from pipeline.scores.training_fim import candidates, training_fims
 
 MODEL = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 SPEC = PotentialSpec("kim", MODEL, ("Si",), None, "{}", 0.5)

@@ -17,11 +17,11 @@ import time
 import numpy as np
 
 from pipeline.models.derivatives import Derivative
-from pipeline.scores.matching import match
 from pipeline.models.parameters import parse
 from pipeline.models.potential import PotentialSpec
-from pipeline.scores.property_fim import parse_targets, property_fim
 from pipeline.models.transforms import Transform
+from pipeline.scores.matching import match
+from pipeline.scores.property_fim import parse_targets, property_fim
 
 SW = PotentialSpec("kim", "SW_StillingerWeber_1985_Si__MO_405512056662_005", ("Si",), None, "{}", 0.5)
 ELASTIC = {"elastic": {"type": "elastic_constants", "lattice": "diamond", "species": "Si", "a_guess": 5.43,

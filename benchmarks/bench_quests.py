@@ -15,11 +15,11 @@ Every measurement runs in its own process, so peak memory (max RSS) is its own.
 
 import argparse
 import json
-from dataclasses import asdict
 import resource
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 

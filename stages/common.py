@@ -164,10 +164,13 @@ def stage_main(name: str, run: Callable[..., dict], default_out: str, **inputs: 
     for key, default in inputs.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=default)
     args = parser.parse_args()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
         cfg = load_config(args.params)
         setup_logging(cfg.runtime.log_level)
-        run(cfg, Path(args.out), **{key: Path(getattr(args, key)) for key in inputs})
+        with logging_redirect_tqdm():  # log lines go above a progress bar, never through it
+            run(cfg, Path(args.out), **{key: Path(getattr(args, key)) for key in inputs})
     except AtomsieveError as err:
         print(f"error: {err}{untracked_hint(str(err))}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -11,8 +11,8 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline.core.atomic import staged
 from pipeline.atoms.descriptor_set import descriptor_set
+from pipeline.core.atomic import staged
 from pipeline.core.timing import Timers
 from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.runtime import executor_factory, store_of

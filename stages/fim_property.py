@@ -7,10 +7,10 @@ Outputs in ``--out`` (outputs/fim_property), all or none: fim_property.json
 
 from pathlib import Path
 
-from pipeline.models import parameters
 from pipeline.core.atomic import staged
-from pipeline.scores.property_fim import parse_targets, property_fim
 from pipeline.core.timing import Timers
+from pipeline.models import parameters
+from pipeline.scores.property_fim import parse_targets, property_fim
 from stages.common import as_dict, json_bytes, stage_main, write_summary
 from stages.models import potential_of, target_derivative_of, transform_of
 from stages.schema import Config

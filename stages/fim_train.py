@@ -15,12 +15,12 @@ import ase.io
 import numpy as np
 
 from pipeline.atoms import dataset
-from pipeline.models import parameters
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
 from pipeline.core.plots import eigenvalue_spectra
-from pipeline.scores.matching import label_text
 from pipeline.core.timing import Timers
+from pipeline.models import parameters
+from pipeline.models.parameters import label_text
 from pipeline.scores.training_fim import candidates, masks, quantities, training_fims
 from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.models import derivative_of, potential_of, transform_of

@@ -11,12 +11,12 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline.scores import ltau
 from pipeline.core import plots
 from pipeline.core.atomic import staged
-from pipeline.scores.entropy import check_descriptors
 from pipeline.core.errors import InputError
 from pipeline.core.timing import Timers
+from pipeline.scores import ltau
+from pipeline.scores.entropy import check_descriptors
 from stages.common import json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.scores import ltau
-from pipeline.core.atomic import staged
 from pipeline.atoms.dataset import expand_paths, read_checked
 from pipeline.atoms.descriptor_set import descriptor_set
-from pipeline.scores.entropy import check_descriptors
-from pipeline.core.errors import InputError
 from pipeline.atoms.hashing import image_hashes
+from pipeline.core.atomic import staged
+from pipeline.core.errors import InputError
 from pipeline.core.timing import Timers
+from pipeline.scores import ltau
+from pipeline.scores.entropy import check_descriptors
 from stages.common import as_dict, stage_main, write_summary
 from stages.runtime import store_of
 from stages.schema import Config

@@ -13,14 +13,14 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-from pipeline.scores import entropy
-from pipeline.core import plots
-from pipeline.core.atomic import staged
 from pipeline.atoms.dataset import expand_paths, read_checked
 from pipeline.atoms.descriptor_set import descriptor_set
-from pipeline.core.errors import InputError
 from pipeline.atoms.hashing import image_hashes
+from pipeline.core import plots
+from pipeline.core.atomic import staged
+from pipeline.core.errors import InputError
 from pipeline.core.timing import Timers
+from pipeline.scores import entropy
 from stages.common import as_dict, json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
 from stages.runtime import store_of
 from stages.schema import Config

@@ -12,6 +12,7 @@ from pipeline.core.store import Store
 from stages.common import project_root
 from stages.schema import Config
 
+
 def store_of(cfg: Config) -> Store:
     """The project's store; a relative ``store.path`` is taken from :func:`project_root`."""
     return Store(project_root() / Path(cfg.store.path).expanduser())

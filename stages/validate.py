@@ -10,18 +10,18 @@ options it uses, with the same messages.
 import json
 from pathlib import Path
 
-from pipeline.models import parameters
 from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths
 from pipeline.atoms.descriptors import DESCRIPTORS
-from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.core.errors import ConfigError, check_choice
 from pipeline.core.executors import EXECUTORS
+from pipeline.models import parameters
 from pipeline.models.derivatives import METHODS, numdifftools_jacobian
+from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
+from pipeline.models.transforms import TRANSFORMS
+from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
 from pipeline.scores.matching import PRECONDITIONS, SOLVERS, check_options
-from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
 from pipeline.scores.property_fim import parse_targets
-from pipeline.models.transforms import TRANSFORMS
 from stages.common import LOG_LEVELS
 from stages.match import CANDIDATES
 from stages.models import TARGET_METHODS, potential_of

@@ -22,8 +22,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from pipeline.core.errors import InputError, LabelConflictError, check_choice
 from pipeline.atoms.hashing import image_hashes
+from pipeline.core.errors import InputError, LabelConflictError, check_choice
 
 FORMATS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj", ".db": "db"}
 LABELS = ("energy", "forces", "stress")

@@ -7,8 +7,8 @@ from functools import partial
 import numpy as np
 from ase import Atoms
 
-from pipeline.core.code_identity import code_digest
 from pipeline.atoms.descriptors import DESCRIPTORS, describe
+from pipeline.core.code_identity import code_digest
 from pipeline.core.errors import check_choice
 from pipeline.core.fanout import get_or_compute
 from pipeline.core.store import Store, entry_key, fingerprint

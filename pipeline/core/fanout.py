@@ -80,7 +80,7 @@ def get_or_compute(
         buffer.clear()
         flushed, size = time.monotonic(), 0
 
-    with tqdm(total=len(todo), desc=desc, disable=not todo, leave=False) as bar:
+    with tqdm(total=len(todo), desc=desc, disable=None if todo else True, leave=False) as bar:  # terminal only
 
         def keep(key: str, arrays: Arrays) -> None:
             nonlocal size

@@ -107,3 +107,8 @@ def parse(parameters_optimize: Mapping[str, Sequence]) -> ParamSpec:
     if not spec.tunable:
         raise ConfigError("potential.parameters_optimize: every entry is fixed; nothing to differentiate")
     return spec
+
+
+def label_text(labels: dict) -> str:
+    """Parameter labels ``{i: {parameter, extent}}`` as one string, ``"A:0,B:0"``."""
+    return ",".join(f"{lab['parameter']}:{lab['extent']}" for _, lab in sorted(labels.items(), key=lambda kv: int(kv[0])))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from pipeline.core.errors import ConfigError, InputError, check_choice
 from pipeline.core.faiss_backend import load_faiss
@@ -48,10 +49,12 @@ def check_descriptors(x: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
-def _threads(fn, items: list) -> list:
-    """fn over items on THREADS threads, BLAS single-threaded meanwhile (no oversubscription)."""
+def _threads(fn, items, desc: str = "entropy") -> list:
+    """fn over items on THREADS threads, BLAS single-threaded meanwhile (no oversubscription),
+    with a progress bar."""
+    items = list(items)
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(THREADS) as pool:
-        return list(pool.map(fn, items))
+        return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, leave=False, disable=None if len(items) >= 4 else True))
 
 
 def _block_lse(y: np.ndarray, x: np.ndarray, x_sq: np.ndarray, h: float, batch: int) -> np.ndarray:
@@ -80,7 +83,8 @@ def log_kernel_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int = 40
         raise InputError(f"descriptors: dimension {y.shape[1]} does not match the reference's {x.shape[1]}")
     x_sq = np.einsum("ij,ij->i", x, x)
     starts = range(0, len(y), batch_size)
-    return np.concatenate(_threads(lambda s: _block_lse(y[s:s + batch_size], x, x_sq, h, batch_size), starts))
+    return np.concatenate(_threads(lambda s: _block_lse(y[s:s + batch_size], x, x_sq, h, batch_size), starts,
+                                   "kernel sums"))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pipeline.models.derivatives import Derivative, parameter_jacobian
 from pipeline.models.potential import QUANTITIES, PotentialSpec, make_potential
 from pipeline.models.transforms import Transform
 
+
 def rows(atoms: Atoms, quantity: str) -> int:
     """Number of Jacobian rows of ``quantity`` for ``atoms``."""
     return {"energy": 1, "forces": 3 * len(atoms), "stress": 6}[quantity]

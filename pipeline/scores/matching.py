@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
+from pipeline.models.parameters import label_text
 from pipeline.models.transforms import import_information_matching
 
 SOLVERS = ("CLARABEL", "SCS", "SDPA")
@@ -38,11 +39,6 @@ class Match:
     solver: str
     min_eigenvalue: float  # λ_min(Σ w F − F_target) / ‖F_target‖ over the kept weights
     seconds: float
-
-
-def label_text(labels: dict) -> str:
-    """Parameter labels ``{i: {parameter, extent}}`` as one string, ``"A:0,B:0"``."""
-    return ",".join(f"{lab['parameter']}:{lab['extent']}" for _, lab in sorted(labels.items(), key=lambda kv: int(kv[0])))
 
 
 def candidate_fims(frames, target: np.ndarray, target_labels: dict, where: str) -> np.ndarray:

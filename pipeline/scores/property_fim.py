@@ -10,10 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from pipeline.models import properties
 from pipeline.core.errors import ConfigError
 from pipeline.core.executors import worker_resource
+from pipeline.models import properties
 from pipeline.models.derivatives import Derivative, parameter_jacobian, resolve
 from pipeline.models.parameters import ParamSpec
 from pipeline.models.potential import PotentialSpec, make_potential
@@ -176,11 +177,13 @@ def property_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform
     assignments = resolve(spec, model)
     n = len(spec.tunable)
 
-    def evaluate():
-        return np.concatenate([t.evaluate(model) for t in targets])
+    with tqdm(desc="property FIM (evaluations)", leave=False, disable=None) as bar:  # terminal only
+        def evaluate():
+            bar.update()
+            return np.concatenate([t.evaluate(model) for t in targets])
 
-    jac = parameter_jacobian(model, assignments, n, transform, derivative, evaluate)
-    values = evaluate()  # at the spec's values (parameter_jacobian leaves them set)
+        jac = parameter_jacobian(model, assignments, n, transform, derivative, evaluate)
+        values = evaluate()  # at the spec's values (parameter_jacobian leaves them set)
     covs, fim, row = [], np.zeros((n, n)), 0
     for t in targets:
         m = len(t.labels())

@@ -15,13 +15,13 @@ from ase import Atoms
 from pipeline.core.code_identity import code_digest
 from pipeline.core.errors import InputError
 from pipeline.core.executors import worker_resource
-from pipeline.models.derivatives import Derivative, resolve
-from pipeline.scores.fim import FimTask, as_row_weights, image_fim
-from pipeline.models.transforms import Transform
-from pipeline.models.parameters import ParamSpec
-from pipeline.models.potential import QUANTITIES, PotentialSpec, make_potential
 from pipeline.core.fanout import get_or_compute
 from pipeline.core.store import Store, entry_key, fingerprint
+from pipeline.models.derivatives import Derivative, resolve
+from pipeline.models.parameters import ParamSpec
+from pipeline.models.potential import QUANTITIES, PotentialSpec, make_potential
+from pipeline.models.transforms import Transform
+from pipeline.scores.fim import FimTask, as_row_weights, image_fim
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
 from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
+from pipeline.core.outputs import IMAGE_HASH
 from pipeline.core.timing import Timers
 from stages.schema import Config, mergeable
 
@@ -104,12 +105,13 @@ def read_images(path: Path, unique: bool = False) -> list:
     except Exception as err:  # ASE raises many types for malformed input
         raise InputError(f"{path}: cannot read as extxyz: {type(err).__name__}: {err}") from err
     for i, atoms in enumerate(frames):
-        if not isinstance(atoms.info.get("image_hash"), str):
-            raise InputError(f"{path}: frame {i}: expected info 'image_hash' (a string), got {atoms.info.get('image_hash')!r}")
+        if not isinstance(atoms.info.get(IMAGE_HASH.key), str):
+            raise InputError(f"{path}: frame {i}: expected info {IMAGE_HASH.key!r} (a string), "
+                             f"got {atoms.info.get(IMAGE_HASH.key)!r}")
     if not frames:
         raise InputError(f"{path}: no images")
     if unique:
-        frames = list({a.info["image_hash"]: a for a in reversed(frames)}.values())[::-1]
+        frames = list({a.info[IMAGE_HASH.key]: a for a in reversed(frames)}.values())[::-1]
     return frames
 
 

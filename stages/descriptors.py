@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.atoms.descriptor_set import descriptor_set
 from pipeline.core.atomic import staged
+from pipeline.core.outputs import DESCRIPTORS, IMAGE_HASH
 from pipeline.core.timing import Timers
 from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.runtime import executor_factory, store_of
@@ -25,7 +26,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     d, timers = cfg.descriptors, Timers()
     frames = read_images(images, unique=True)
     with timers("descriptors"):
-        result = descriptor_set(frames, [a.info["image_hash"] for a in frames], d.name, d.k, d.cutoff,
+        result = descriptor_set(frames, [a.info[IMAGE_HASH.key] for a in frames], d.name, d.k, d.cutoff,
                                 store_of(cfg), executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
     counts = {"images": len(frames), "atoms": len(result.values), "dimension": result.values.shape[1],
               "computed": result.computed, "cached": len(frames) - result.computed}
@@ -33,7 +34,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         with open(t_npz, "wb") as fh:
             np.savez(fh, image_hash=np.array(result.hashes), offsets=result.offsets, descriptors=result.values)
         for atoms, lo, hi in zip(frames, result.offsets[:-1], result.offsets[1:]):
-            atoms.arrays["descriptors"] = result.values[lo:hi]
+            atoms.arrays[DESCRIPTORS.key] = result.values[lo:hi]
         ase.io.write(t_xyz, frames, format="extxyz")
         done = write_summary(t_summary, "descriptors", as_dict(d), counts, timers)
     return done

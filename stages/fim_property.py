@@ -8,6 +8,7 @@ Outputs in ``--out`` (outputs/fim_property), all or none: fim_property.json
 from pathlib import Path
 
 from pipeline.core.atomic import staged
+from pipeline.core.outputs import FIM_PROPERTY_SCORE
 from pipeline.core.timing import Timers
 from pipeline.models import parameters
 from pipeline.scores.property_fim import parse_targets, property_fim
@@ -24,7 +25,7 @@ def run(cfg: Config, out: Path) -> dict:
     with timers("fim_property"):
         result = property_fim(potential_of(cfg.potential), parameters.parse(cfg.potential.parameters_optimize),
                               transform_of(cfg.potential.transform), target_derivative_of(cfg.target.derivative), targets)
-    data = {"fim_property_score": result.fim.tolist(), "jacobian": result.jacobian.tolist(),
+    data = {FIM_PROPERTY_SCORE.key: result.fim.tolist(), "jacobian": result.jacobian.tolist(),
             "values": dict(zip(result.value_labels, result.values.tolist())), "labels": result.labels,
             "covariances": {t.name: c.tolist() for t, c in zip(targets, result.covariances)}}
     counts = {"properties": len(targets), "values": len(result.values), "parameters": len(result.labels)}

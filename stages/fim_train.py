@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.atoms import dataset
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
+from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_QUANTITY, FIM_TRAINING_SET_SCORE, IMAGE_HASH
 from pipeline.core.plots import eigenvalue_spectra
 from pipeline.core.timing import Timers
 from pipeline.models import parameters
@@ -41,7 +42,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     timers, f = Timers(), cfg.fim
     with timers("read"):
         frames = read_images(images)
-        hashes = [a.info["image_hash"] for a in frames]
+        hashes = [a.info[IMAGE_HASH.key] for a in frames]
         mask_arrays = [load_mask(p) for p in dataset.expand_paths(f.mask_files, cfg.dataset.root, "fim.mask_files")]
     kinds = quantities(frames, hashes, f.quantity, f.quantity_key)
     cands = candidates(frames, hashes, kinds, masks(frames, hashes, f.mask_key, mask_arrays))
@@ -57,7 +58,8 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         rows, names = [], label_text(result.labels)
         for c, fim in zip(cands, result.fims):
             atoms = frames[c.row].copy()
-            atoms.info.update(candidate=c.id, fim_quantity=c.quantity, fim_parameters=names, fim_training_set_score=fim)
+            atoms.info.update({CANDIDATE.key: c.id, FIM_QUANTITY.key: c.quantity, FIM_PARAMETERS.key: names,
+                               FIM_TRAINING_SET_SCORE.key: fim})
             rows.append(atoms)
         ase.io.write(t_xyz, rows, format="extxyz")
         with open(t_npz, "wb") as fh:

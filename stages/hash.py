@@ -12,6 +12,7 @@ import ase.io
 
 from pipeline.atoms import dataset
 from pipeline.core.atomic import staged
+from pipeline.core.outputs import IMAGE_HASH, SOURCE, SPLIT
 from pipeline.core.timing import Timers
 from stages.common import as_dict, json_bytes, reproducible, stage_main, write_summary
 from stages.schema import Config
@@ -37,7 +38,7 @@ def run(cfg: Config, out: Path) -> dict:
         "train": sum(not test[h] for h in unique), "test": sum(test[h] for h in unique),
         "atoms": sum(len(first[h]) for h in unique),
     }
-    images = [dataset.with_labels(a, {"image_hash": h, "source": str(s[0]), "split": p})
+    images = [dataset.with_labels(a, {IMAGE_HASH.key: h, SOURCE.key: str(s[0]), SPLIT.key: p})
               for a, h, s, p in zip(ds.images, ds.hashes, ds.sources, split)]
     with staged([out / name for name in OUTPUTS]) as (t_images, t_manifest, t_metrics, t_summary):
         with timers("write"):

@@ -14,6 +14,7 @@ import numpy as np
 from pipeline.core import plots
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
+from pipeline.core.outputs import IMAGE_HASH, LTAU_FORCES_UQ_SCORE
 from pipeline.core.timing import Timers
 from pipeline.scores import ltau
 from pipeline.scores.entropy import check_descriptors
@@ -34,7 +35,7 @@ def load_fit(path: Path) -> ltau.Fit:
 def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> dict:
     timers = Timers()
     frames = read_images(images, unique=True)
-    per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
+    per_image = load_descriptors(descriptors, [a.info[IMAGE_HASH.key] for a in frames])
     query = check_descriptors(np.concatenate(per_image), str(descriptors))
     pdfs, index = load_fit(fit), ltau.read_index(fit / "index.faiss")
     with timers("search"):
@@ -45,7 +46,7 @@ def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> d
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_summary):
         start = 0
         for atoms in frames:
-            atoms.arrays["ltau_forces_uq_score"] = score[start:start + len(atoms)]
+            atoms.arrays[LTAU_FORCES_UQ_SCORE.key] = score[start:start + len(atoms)]
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))

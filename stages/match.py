@@ -18,6 +18,14 @@ import numpy as np
 from pipeline.core import plots
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError, check_choice
+from pipeline.core.outputs import (
+    CANDIDATE,
+    FIM_MATCHING_WEIGHT_SCORE,
+    FIM_PROPERTY_SCORE,
+    FIM_QUANTITY,
+    IMAGE_HASH,
+    SPLIT,
+)
 from pipeline.core.timing import Timers
 from pipeline.scores.matching import candidate_fims, match
 from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
@@ -40,27 +48,27 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     m, timers = cfg.matching, Timers()
     check_choice("matching.candidates", m.candidates, CANDIDATES)
     rows = read_images(fims)
-    frames = [a for a in rows if m.candidates == "all" or a.info.get("split", "train") == "train"]
+    frames = [a for a in rows if m.candidates == "all" or a.info.get(SPLIT.key, "train") == "train"]
     if not frames:
         raise InputError(f"{fims}: no candidate images (matching.candidates={m.candidates})")
     goal = read_target(target)
-    f_target = np.array(goal["fim_property_score"], dtype=float)
+    f_target = np.array(goal[FIM_PROPERTY_SCORE.key], dtype=float)
     candidates = candidate_fims(frames, f_target, goal["labels"], str(fims))
     with timers("match"):
         result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound,
                        m.max_violation)
     chosen = [frames[i] for i in result.selected]
-    weights = {a.info["candidate"]: {"image_hash": a.info["image_hash"], "quantity": a.info["fim_quantity"],
-                                     "mask": mask_of(a.info["candidate"]), "weight": float(result.weights[i])}
+    weights = {a.info[CANDIDATE.key]: {"image_hash": a.info[IMAGE_HASH.key], "quantity": a.info[FIM_QUANTITY.key],
+                                       "mask": mask_of(a.info[CANDIDATE.key]), "weight": float(result.weights[i])}
                for a, i in zip(chosen, result.selected)}
     metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
                "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status}
-    weight_of = {a.info["candidate"]: float(w) for a, w in zip(frames, result.weights)}
+    weight_of = {a.info[CANDIDATE.key]: float(w) for a, w in zip(frames, result.weights)}
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_summary):
         t_w.write_bytes(json_bytes(weights))
         for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
-            atoms.info["fim_matching_weight_score"] = weight_of.get(atoms.info["candidate"], 0.0)
-        ase.io.write(t_xyz, [a for a in rows if a.info["candidate"] in weights], format="extxyz")
+            atoms.info[FIM_MATCHING_WEIGHT_SCORE.key] = weight_of.get(atoms.info[CANDIDATE.key], 0.0)
+        ase.io.write(t_xyz, [a for a in rows if a.info[CANDIDATE.key] in weights], format="extxyz")
         ase.io.write(t_all, rows, format="extxyz")
         t_metrics.write_bytes(json_bytes(reproducible(metrics, ("min_eigenvalue_rel",))))
         plots.weights(np.array([w["weight"] for w in weights.values()]), t_png,

@@ -19,6 +19,14 @@ from pipeline.atoms.hashing import image_hashes
 from pipeline.core import plots
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
+from pipeline.core.outputs import (
+    IMAGE_HASH,
+    QUESTS_DELTA_ENTROPY_SCORE,
+    QUESTS_DELTA_ENTROPY_STDERR,
+    QUESTS_DIVERSITY_SCORE,
+    QUESTS_EFFICIENCY_SCORE,
+    SPLIT,
+)
 from pipeline.core.timing import Timers
 from pipeline.scores import entropy
 from stages.common import as_dict, json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
@@ -31,7 +39,7 @@ OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "summary
 def reference(cfg: Config, frames, per_image) -> np.ndarray:
     q = cfg.quests
     if q.reference in ("train", "all"):
-        chosen = [x for a, x in zip(frames, per_image) if q.reference == "all" or a.info.get("split") == "train"]
+        chosen = [x for a, x in zip(frames, per_image) if q.reference == "all" or a.info.get(SPLIT.key) == "train"]
         if not chosen:
             raise InputError("quests.reference=train: no image is in the train split")
         return np.concatenate(chosen)
@@ -44,7 +52,7 @@ def reference(cfg: Config, frames, per_image) -> np.ndarray:
 def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     q, timers = cfg.quests, Timers()
     frames = read_images(images, unique=True)
-    per_image = load_descriptors(descriptors, [a.info["image_hash"] for a in frames])
+    per_image = load_descriptors(descriptors, [a.info[IMAGE_HASH.key] for a in frames])
     x = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
     ref = entropy.check_descriptors(reference(cfg, frames, per_image), f"quests.reference={q.reference}")
     args = (q.bandwidth, q.method, q.batch_size, q.knn_k, q.knn_far_samples, q.seed)
@@ -53,7 +61,10 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     with timers("delta_entropy"):
         against = entropy.kernel_sums(x, ref, *args)
     d_h = entropy.delta_entropy(against.log_p, q.legacy_inf)
-    metrics = {**as_dict(entropy.scores(own)), "environments": len(x), "reference_environments": len(ref),
+    sc = entropy.scores(own)
+    metrics = {"entropy": sc.entropy, "entropy_stderr": sc.entropy_stderr, QUESTS_EFFICIENCY_SCORE.key: sc.efficiency,
+               QUESTS_DIVERSITY_SCORE.key: sc.diversity, "diversity_stderr": sc.diversity_stderr,
+               "environments": len(x), "reference_environments": len(ref),
                "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
                "delta_entropy_stderr_max": float(np.max(against.stderr)), "method": q.method,
                "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound)}
@@ -61,8 +72,8 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         start = 0
         for atoms in frames:
-            atoms.arrays["quests_delta_entropy_score"] = d_h[start:start + len(atoms)]
-            atoms.arrays["quests_delta_entropy_stderr"] = against.stderr[start:start + len(atoms)]
+            atoms.arrays[QUESTS_DELTA_ENTROPY_SCORE.key] = d_h[start:start + len(atoms)]
+            atoms.arrays[QUESTS_DELTA_ENTROPY_STDERR.key] = against.stderr[start:start + len(atoms)]
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
         plots.histogram(d_h, t_png, "delta entropy dH (nats)", f"dH against {q.reference}")

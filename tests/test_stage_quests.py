@@ -41,7 +41,7 @@ def test_outputs(prepared):
     lp = entropy.log_kernel_sums(x, x, 0.015)
     m = json.loads((tmp / "q/metrics.json").read_text())
     assert m["entropy"] == pytest.approx(entropy.entropy(lp)) and m["environments"] == len(x)
-    assert m["efficiency"] == pytest.approx(m["entropy"] / math.log(len(x)))
+    assert m["quests_efficiency_score"] == pytest.approx(m["entropy"] / math.log(len(x)))
     train = np.concatenate([quests_descriptor(a) for a in images if a.info["split"] == "train"])
     dh = np.concatenate([a.arrays["quests_delta_entropy_score"] for a in ase.io.read(tmp / "q/delta_entropy.extxyz", ":")])
     # per-atom arrays go through extxyz, which ASE writes with 8 decimals
@@ -93,7 +93,7 @@ def test_knn_method_agrees_with_exact_within_its_standard_errors(prepared):
     exact, m = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn"))
     assert exact["entropy_stderr"] == 0.0 and exact["knn_truncation_bound"] == 0.0
     assert 0 < m["entropy_stderr"] and abs(m["entropy"] - exact["entropy"]) < 5 * m["entropy_stderr"]
-    assert 0 < m["diversity_stderr"] and abs(m["diversity"] - exact["diversity"]) < 5 * m["diversity_stderr"]
+    assert 0 < m["diversity_stderr"] and abs(m["quests_diversity_score"] - exact["quests_diversity_score"]) < 5 * m["diversity_stderr"]
     frames = ase.io.read(tmp / "knn/delta_entropy.extxyz", ":")
     err = np.concatenate([a.arrays["quests_delta_entropy_stderr"] for a in frames])
     assert np.all(err >= 0) and m["delta_entropy_stderr_max"] == pytest.approx(np.max(err), abs=1e-8)

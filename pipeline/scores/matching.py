@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
+from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_QUANTITY, FIM_TRAINING_SET_SCORE
 from pipeline.models.parameters import label_text
 from pipeline.models.transforms import import_information_matching
 
@@ -47,14 +48,14 @@ def candidate_fims(frames, target: np.ndarray, target_labels: dict, where: str) 
     shape; :class:`InputError` naming the candidate otherwise."""
     want, out = label_text(target_labels), []
     for atoms in frames:
-        name = atoms.info.get("candidate")
-        if not isinstance(name, str) or "fim_quantity" not in atoms.info or "fim_parameters" not in atoms.info:
+        name = atoms.info.get(CANDIDATE.key)
+        if not isinstance(name, str) or FIM_QUANTITY.key not in atoms.info or FIM_PARAMETERS.key not in atoms.info:
             raise InputError(f"{where}: image {atoms.info.get('image_hash')}: expected info 'candidate', "
                              "'fim_quantity' and 'fim_parameters' (written by the fim_train stage); run it again")
-        if atoms.info["fim_parameters"] != want:
-            raise InputError(f"{where}: candidate {name}: its FIM is over the parameters {atoms.info['fim_parameters']} "
+        if atoms.info[FIM_PARAMETERS.key] != want:
+            raise InputError(f"{where}: candidate {name}: its FIM is over the parameters {atoms.info[FIM_PARAMETERS.key]} "
                              f"but the target's over {want}; make both with the same potential.parameters_optimize")
-        fim = np.asarray(atoms.info.get("fim_training_set_score", []), dtype=float)
+        fim = np.asarray(atoms.info.get(FIM_TRAINING_SET_SCORE.key, []), dtype=float)
         if fim.size != target.size:
             raise InputError(f"{where}: candidate {name}: expected fim_training_set_score of the target's shape "
                              f"{target.shape}, got {fim.shape}")

@@ -10,6 +10,7 @@ Orchestrator writes it), metrics.json, weights.png and summary.json.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import ase.io
@@ -31,6 +32,7 @@ from pipeline.scores.matching import candidate_fims, match
 from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 
+log = logging.getLogger("atomsieve")
 CANDIDATES = ("train", "all")
 OUTPUTS = ("weights.json", "selected.extxyz", "candidates.extxyz", "metrics.json", "weights.png", "summary.json")
 
@@ -61,7 +63,10 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     weights = {a.info[CANDIDATE.key]: {"image_hash": a.info[IMAGE_HASH.key], "quantity": a.info[FIM_QUANTITY.key],
                                        "mask": mask_of(a.info[CANDIDATE.key]), "weight": float(result.weights[i])}
                for a, i in zip(chosen, result.selected)}
-    metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
+    if len(frames) < len(rows):
+        log.info("matching sees %d of %d candidates: the %s split (matching.candidates=all for every one)",
+                 len(frames), len(rows), m.candidates)
+    metrics = {"candidates": len(frames), "not_candidates": len(rows) - len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
                "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status}
     weight_of = {a.info[CANDIDATE.key]: float(w) for a, w in zip(frames, result.weights)}
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_summary):

@@ -14,14 +14,14 @@ import numpy as np
 from pipeline.core import plots
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
-from pipeline.core.outputs import IMAGE_HASH, LTAU_FORCES_UQ_SCORE
+from pipeline.core.outputs import IMAGE_HASH, LTAU_FORCES_UQ_SCORE, SPLIT
 from pipeline.core.timing import Timers
 from pipeline.scores import ltau
 from pipeline.scores.entropy import check_descriptors
 from stages.common import json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 
-OUTPUTS = ("uncertainty.extxyz", "metrics.json", "uncertainty.png", "summary.json")
+OUTPUTS = ("uncertainty.extxyz", "metrics.json", "uncertainty.png", "uncertainty.csv", "summary.json")
 
 
 def load_fit(path: Path) -> ltau.Fit:
@@ -43,14 +43,15 @@ def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> d
     with timers("score"):
         score = ltau.uncertainty(pdfs, found)
     metrics = {"atoms": len(score), "mean": float(score.mean()), "max": float(score.max()), "k": cfg.ltau.k}
-    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_summary):
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
         start = 0
         for atoms in frames:
             atoms.arrays[LTAU_FORCES_UQ_SCORE.key] = score[start:start + len(atoms)]
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))
-        plots.histogram(score, t_png, "LTAU force uncertainty (eV/Å)", "per-atom uncertainty")
+        plots.histogram(plots.by_split(frames, score, SPLIT.key), t_png, "LTAU force uncertainty (eV/Å)",
+                        f"Expected force error per atom ({cfg.ltau.k} nearest training atoms)", t_csv)
         done = write_summary(t_summary, "ltau", {"k": cfg.ltau.k}, metrics, timers)
     return done
 

@@ -25,6 +25,7 @@ from pipeline.core.outputs import (
     FIM_PROPERTY_SCORE,
     FIM_QUANTITY,
     IMAGE_HASH,
+    SOURCE,
     SPLIT,
 )
 from pipeline.core.timing import Timers
@@ -34,7 +35,8 @@ from stages.schema import Config
 
 log = logging.getLogger("atomsieve")
 CANDIDATES = ("train", "all")
-OUTPUTS = ("weights.json", "selected.extxyz", "candidates.extxyz", "metrics.json", "weights.png", "summary.json")
+OUTPUTS = ("weights.json", "selected.extxyz", "candidates.extxyz", "metrics.json", "weights.png", "weights.csv",
+           "spectra.png", "summary.json")
 
 
 def read_target(path: Path) -> dict:
@@ -66,18 +68,25 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     if len(frames) < len(rows):
         log.info("matching sees %d of %d candidates: the %s split (matching.candidates=all for every one)",
                  len(frames), len(rows), m.candidates)
-    metrics = {"candidates": len(frames), "not_candidates": len(rows) - len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
+    metrics = {"candidates": len(frames), "not_candidates": len(rows) - len(frames), "selected": len(chosen),
+               "sum_weights": float(result.weights.sum()),
                "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status}
     weight_of = {a.info[CANDIDATE.key]: float(w) for a, w in zip(frames, result.weights)}
-    with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_summary):
+    with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_csv, t_spectra,
+                                                      t_summary):
         t_w.write_bytes(json_bytes(weights))
         for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
             atoms.info[FIM_MATCHING_WEIGHT_SCORE.key] = weight_of.get(atoms.info[CANDIDATE.key], 0.0)
         ase.io.write(t_xyz, [a for a in rows if a.info[CANDIDATE.key] in weights], format="extxyz")
         ase.io.write(t_all, rows, format="extxyz")
         t_metrics.write_bytes(json_bytes(reproducible(metrics, ("min_eigenvalue_rel",))))
-        plots.weights(np.array([w["weight"] for w in weights.values()]), t_png,
-                      f"{len(chosen)} of {len(frames)} selected ({m.solver})")
+        labels = [f"{a.info.get(SOURCE.key, a.info[IMAGE_HASH.key][:11])} {a.info[FIM_QUANTITY.key]}" for a in chosen]
+        values = np.array([w["weight"] for w in weights.values()])
+        plots.weights(labels, values, t_png, f"{len(chosen)} of {len(frames)} candidates selected\nsum of weights "
+                      f"{values.sum():.4g}, |F_target| = {np.linalg.norm(f_target):.3g}", m.weight_upper_bound)
+        t_csv.write_text("candidate,weight\n" + "".join(f"{lab},{v!r}\n" for lab, v in zip(labels, values)))
+        plots.spectra(candidates, result.weights > 0, f_target, t_spectra,
+                      "Candidate FIMs (selected in orange) against the target's eigenvalues")
         done = write_summary(t_summary, "match", as_dict(m), metrics, timers, {"solver_seconds": result.seconds})
     return done
 

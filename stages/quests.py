@@ -33,7 +33,7 @@ from stages.common import as_dict, json_bytes, load_descriptors, read_images, re
 from stages.runtime import store_of
 from stages.schema import Config
 
-OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "summary.json")
+OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "delta_entropy.csv", "summary.json")
 
 
 def reference(cfg: Config, frames, per_image) -> np.ndarray:
@@ -68,7 +68,7 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
                "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
                "delta_entropy_stderr_max": float(np.max(against.stderr)), "method": q.method,
                "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound)}
-    with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_summary), timers("write"):
+    with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_csv, t_summary), timers("write"):
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         start = 0
         for atoms in frames:
@@ -76,7 +76,8 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
             atoms.arrays[QUESTS_DELTA_ENTROPY_STDERR.key] = against.stderr[start:start + len(atoms)]
             start += len(atoms)
         ase.io.write(t_xyz, frames, format="extxyz")
-        plots.histogram(d_h, t_png, "delta entropy dH (nats)", f"dH against {q.reference}")
+        plots.histogram(plots.by_split(frames, d_h, SPLIT.key), t_png, "delta entropy dH (nats)",
+                        f"How new each atom's environment is to the reference ({q.reference})", t_csv)
         done = write_summary(t_summary, "quests", {"quests": as_dict(q), "descriptors": as_dict(cfg.descriptors)},
                              metrics, timers)
     return done

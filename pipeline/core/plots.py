@@ -8,14 +8,14 @@ import numpy as np
 
 
 @contextmanager
-def _axes(path: Path, title: str) -> Iterator:
-    """Axes of a 7×4 in figure, titled and written to ``path`` as PNG on exit."""
+def _axes(path: Path, title: str, size: tuple[float, float] = (7, 4)) -> Iterator:
+    """Axes of a figure of ``size`` inches (7×4), titled and written to ``path`` as PNG on exit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=size, dpi=120)
     try:
         yield ax
         ax.set_title(title)
@@ -40,20 +40,69 @@ def eigenvalue_spectra(fims: np.ndarray, path: Path, title: str) -> None:
         ax.set_ylabel(f"FIM eigenvalue (clipped at {floor:g})")
 
 
-def weights(values: np.ndarray, path: Path, title: str) -> None:
-    """Bar chart of the selected images' weights (log scale), in image order."""
+def weights(labels: list[str], values: np.ndarray, path: Path, title: str, bound: float | None = None) -> None:
+    """Horizontal bars of the selected candidates' weights (log scale if they span over
+    two decades), each labelled
+    (e.g. ``file@frame quantity``), largest on top, with the weight bound if one is set."""
+    order = np.argsort(values)
+    height = min(max(4.0, 0.25 * len(values) + 1.5), 40.0)
+    with _axes(path, title, (8, height)) as ax:
+        ax.barh(np.arange(len(values)), values[order], color="C1")
+        ax.set_yticks(np.arange(len(values)), [labels[i] for i in order], fontsize=8 if len(values) < 60 else 5)
+        if len(values) and values.max() > 100 * values.min():
+            ax.set_xscale("log")
+        if bound is not None:
+            ax.axvline(bound, color="k", linestyle="--", label=f"matching.weight_upper_bound = {bound:g}")
+            ax.legend(loc="lower right")
+        ax.set_xlabel("weight (how much of this candidate's data the target needs)")
+
+
+def spectra(candidates: np.ndarray, selected: np.ndarray, target: np.ndarray, path: Path, title: str) -> None:
+    """Eigenvalues of every candidate FIM (grey; selected ones orange) beside those of the
+    target FIM (red lines): a candidate informs the target where its eigenvalues reach
+    the target's."""
+    floor = 1e-30
+    eig = np.clip(np.linalg.eigvalsh(candidates), floor, None)  # (n, P)
+    x = np.repeat(np.arange(len(eig)), eig.shape[1])
+    chosen = np.repeat(selected, eig.shape[1])
     with _axes(path, title) as ax:
-        ax.bar(np.arange(len(values)), values, color="C1")
+        ax.scatter(x[~chosen], eig.reshape(-1)[~chosen], s=8, marker="_", color="0.6", label="candidate",
+                   rasterized=True)
+        ax.scatter(x[chosen], eig.reshape(-1)[chosen], s=30, marker="_", color="C1", label="selected")
+        for i, value in enumerate(np.clip(np.linalg.eigvalsh(target), floor, None)):
+            ax.axhline(value, color="C3", linewidth=1, label="target FIM" if i == 0 else None)
         ax.set_yscale("log")
-        ax.set_xlabel("selected image (order of weights.json)")
-        ax.set_ylabel("weight")
+        ax.set_xlabel("candidate (order of fims.extxyz)")
+        ax.set_ylabel(f"FIM eigenvalue (clipped at {floor:g})")
+        ax.legend(loc="lower right", fontsize=8)
 
 
-def histogram(values: np.ndarray, path: Path, xlabel: str, title: str) -> None:
-    """Histogram of finite ``values`` (a count of infinite ones in the title)."""
-    finite = values[np.isfinite(values)]
-    extra = f" ({len(values) - len(finite)} infinite, not shown)" if len(finite) < len(values) else ""
+def histogram(groups: dict[str, np.ndarray], path: Path, xlabel: str, title: str, csv: Path | None = None) -> None:
+    """Histograms of finite values, one per group (e.g. train and test atoms) on common
+    bins; a count of infinite values in the title. With ``csv``, the counts too (bin
+    centre, then a column per group), for DVC plots."""
+    finite = {k: v[np.isfinite(v)] for k, v in groups.items() if len(v)}
+    dropped = sum(len(v) for v in groups.values()) - sum(len(v) for v in finite.values())
+    extra = f" ({dropped} infinite, not shown)" if dropped else ""
+    every = np.concatenate(list(finite.values())) if finite else np.zeros(0)
+    bins = np.histogram_bin_edges(every, bins=60) if len(every) else 60
     with _axes(path, title + extra) as ax:
-        ax.hist(finite, bins=60, color="C2")
+        for i, (name, values) in enumerate(finite.items()):
+            ax.hist(values, bins=bins, color=f"C{i}", alpha=0.6, label=f"{name} ({len(values)} atoms)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("atoms")
+        if finite:
+            ax.legend()
+    if csv is not None:
+        edges = bins if len(every) else np.linspace(0, 1, 61)
+        counts = [np.histogram(finite.get(k, np.zeros(0)), edges)[0] for k in groups]
+        rows = [",".join(["bin", *groups])]
+        rows += [",".join([f"{(lo + hi) / 2:.6g}", *(str(c[i]) for c in counts)])
+                 for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
+        csv.write_text("\n".join(rows) + "\n")
+
+
+def by_split(frames, values: np.ndarray, split_key: str) -> dict[str, np.ndarray]:
+    """Per-atom ``values`` grouped by their image's ``split_key`` info (train, test)."""
+    splits = np.concatenate([[a.info.get(split_key, "train")] * len(a) for a in frames])
+    return {name: values[splits == name] for name in ("train", "test") if np.any(splits == name)}

@@ -38,8 +38,13 @@ def kim_model_or_skip(name: str) -> None:
 
 @pytest.fixture
 def repo_copy(tmp_path):
-    """A git clone of the working tree's committed state plus uncommitted files."""
+    """A copy of the working tree (committed and uncommitted files) as a fresh clone
+    would have it: no venv, store, outputs or DVC cache."""
     dest = tmp_path / "repo"
-    ignore = shutil.ignore_patterns(".venv", ".atomsieve", "outputs", ".pytest_cache", ".hypothesis", "__pycache__")
+    names = shutil.ignore_patterns(".venv", ".atomsieve", "outputs", ".pytest_cache", ".hypothesis", "__pycache__")
+
+    def ignore(folder, entries):  # and, as in a fresh clone, no DVC cache (its run-cache would skip runs)
+        return names(folder, entries) | ({"cache", "tmp"} if Path(folder) == ROOT / ".dvc" else set())
+
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest

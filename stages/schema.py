@@ -139,6 +139,11 @@ class LtauConfig:
 
 
 @dataclass(frozen=True)
+class EnergyOutlierConfig:
+    threshold: float = 3.5  # |robust z| above which an image counts as an outlier
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     potential: PotentialConfig = field(default_factory=PotentialConfig)
@@ -148,13 +153,14 @@ class Config:
     descriptors: DescriptorConfig = field(default_factory=DescriptorConfig)
     quests: QuestsConfig = field(default_factory=QuestsConfig)
     ltau: LtauConfig = field(default_factory=LtauConfig)
+    energy_outlier: EnergyOutlierConfig = field(default_factory=EnergyOutlierConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
 GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
           "matching": MatchingConfig, "descriptors": DescriptorConfig, "quests": QuestsConfig,
-          "ltau": LtauConfig, "runtime": RuntimeConfig, "store": StoreConfig}
+          "ltau": LtauConfig, "energy_outlier": EnergyOutlierConfig, "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:

@@ -52,9 +52,13 @@ LTAU_FORCES_UQ_SCORE = Output("ltau_forces_uq_score", "atom", "scalar", "eV/Å",
                               "expected force error from the nearest training atoms' error distributions",
                               "ltau: uncertainty.extxyz array")
 
+ENERGY_OUTLIER_SCORE = Output("energy_outlier_score", "image", "scalar", "",
+                              "robust z-score of the energy per atom (|z| > threshold: look before training)",
+                              "energy_outlier: scores.json")
+
 OUTPUTS = (IMAGE_HASH, SOURCE, SPLIT, CANDIDATE, FIM_QUANTITY, FIM_PARAMETERS, FIM_TRAINING_SET_SCORE,
            FIM_PROPERTY_SCORE, FIM_MATCHING_WEIGHT_SCORE, DESCRIPTORS, QUESTS_DELTA_ENTROPY_SCORE,
-           QUESTS_DELTA_ENTROPY_STDERR, QUESTS_EFFICIENCY_SCORE, QUESTS_DIVERSITY_SCORE, LTAU_FORCES_UQ_SCORE)
+           QUESTS_DELTA_ENTROPY_STDERR, QUESTS_EFFICIENCY_SCORE, QUESTS_DIVERSITY_SCORE, LTAU_FORCES_UQ_SCORE, ENERGY_OUTLIER_SCORE)
 
 
 def table() -> str:

@@ -1,0 +1,34 @@
+"""Energy-per-atom outliers: which labelled configurations sit far from the rest.
+
+A robust z-score per configuration: z_i = (e_i − median(e)) / (1.4826 · MAD(e)),
+e_i = E_i / N_i in eV/atom, MAD the median absolute deviation (1.4826 · MAD estimates
+the standard deviation of normal data, and one wild energy cannot inflate it). A
+configuration with |z| above a threshold is worth a look before training: a wrong
+unit, a failed DFT run, a different reference energy.
+"""
+
+import numpy as np
+
+from pipeline.core.errors import ConfigError, InputError
+
+NORMAL_MAD = 1.4826  # standard deviation / MAD for normal data
+
+
+def robust_z(energies: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    """z-scores (n,) of the energies per atom; energies (n,) in eV, atoms (n,) counts."""
+    e = np.asarray(energies, dtype=float) / np.asarray(atoms, dtype=float)
+    if len(e) < 3:
+        raise InputError(f"energy_outlier: expected at least 3 labelled configurations, got {len(e)}")
+    centre = np.median(e)
+    spread = NORMAL_MAD * np.median(np.abs(e - centre))
+    if spread == 0:
+        raise InputError("energy_outlier: more than half the configurations have the same energy per atom; "
+                         "a robust spread is zero and z-scores are undefined")
+    return (e - centre) / spread
+
+
+def outliers(z: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of |z| > threshold, sorted."""
+    if not threshold > 0:
+        raise ConfigError(f"energy_outlier.threshold: expected a number > 0, got {threshold}")
+    return np.flatnonzero(np.abs(z) > threshold)

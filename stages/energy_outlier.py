@@ -1,0 +1,46 @@
+"""Stage ``energy_outlier``: a robust z-score of every labelled image's energy per atom.
+
+Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
+(outputs/energy_outlier), all or none: scores.json (image_hash → z), metrics.json and
+summary.json.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.atomic import staged
+from pipeline.core.errors import InputError
+from pipeline.core.outputs import ENERGY_OUTLIER_SCORE, IMAGE_HASH, SOURCE
+from pipeline.core.timing import Timers
+from pipeline.scores.energy_outlier import outliers, robust_z
+from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
+from stages.schema import Config
+
+OUTPUTS = ("scores.json", "metrics.json", "summary.json")
+
+
+def run(cfg: Config, out: Path, images: Path) -> dict:
+    c, timers = cfg.energy_outlier, Timers()
+    frames = [a for a in read_images(images, unique=True) if a.calc is not None and "energy" in a.calc.results]
+    if not frames:
+        raise InputError(f"{images}: no image has an energy label; energy_outlier needs them")
+    z = robust_z(np.array([a.calc.results["energy"] for a in frames]), np.array([len(a) for a in frames]))
+    flagged = outliers(z, c.threshold)
+    scores = {a.info[IMAGE_HASH.key]: {ENERGY_OUTLIER_SCORE.key: float(v), SOURCE.key: a.info.get(SOURCE.key)}
+              for a, v in zip(frames, z)}
+    metrics = {"labelled": len(frames), "outliers": len(flagged), "threshold": c.threshold, "max_abs_z": float(np.abs(z).max())}
+    with staged([out / name for name in OUTPUTS]) as (t_scores, t_metrics, t_summary):
+        t_scores.write_bytes(json_bytes(scores))
+        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
+        done = write_summary(t_summary, "energy_outlier", as_dict(c), metrics, timers,
+                             {"outliers": [frames[i].info.get(SOURCE.key) for i in flagged]})
+    return done
+
+
+def main() -> None:
+    stage_main("energy_outlier", run, "outputs/energy_outlier", images="outputs/hash/images.extxyz")
+
+
+if __name__ == "__main__":
+    main()

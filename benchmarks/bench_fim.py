@@ -19,7 +19,6 @@ Goals: atomsieve compute within 2x of the floor; at least 50x faster than the ba
 import argparse
 import tempfile
 import time
-from functools import partial
 
 import numdifftools as nd
 import numpy as np
@@ -27,7 +26,7 @@ from ase.build import bulk
 from ase.calculators.kim import KIM
 
 from pipeline.atoms.hashing import image_hashes
-from pipeline.core.executors import open_executor
+from pipeline.core.executors import ExecutorSpec
 from pipeline.core.store import Store
 from pipeline.models.derivatives import Derivative, resolve
 from pipeline.models.parameters import parse
@@ -35,11 +34,12 @@ from pipeline.models.potential import PotentialSpec, make_potential
 from pipeline.models.transforms import Transform
 from pipeline.scores.fim import FimTask, fim_of
 from pipeline.scores.training_fim import candidates, training_fims
+from stages.schema import RuntimeConfig
 
 MODEL = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 SPEC = PotentialSpec("kim", MODEL, ("Si",), None, "{}", 0.5)
 ALL9 = ["A", "B", "p", "q", "sigma", "gamma", "cutoff", "lambda", "costheta0"]
-CENTRAL = Derivative("central", 1e-4, 1e-6, "{}")
+CENTRAL = Derivative("central", 1e-4, 1e-6, "{}", None)
 IDENTITY = Transform("identity", (), (), ())
 
 
@@ -70,14 +70,13 @@ def compute_per_image(pot, frames, names) -> float:
     return (time.perf_counter() - start) / len(frames)
 
 
-def stage_per_image(frames, names, executor, min_parallel_seconds=0.0) -> float:
+def stage_per_image(frames, names, executor) -> float:
     spec = parse({n: [["default"]] for n in names})
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         hashes = image_hashes(frames)
         cands = candidates(frames, hashes, [("forces",)] * len(frames), [None] * len(frames))
-        out = training_fims(frames, cands, SPEC, spec, IDENTITY, CENTRAL, Store(root), executor,
-                            min_parallel_seconds)
+        out = training_fims(frames, cands, SPEC, spec, IDENTITY, CENTRAL, Store(root), executor)
         elapsed = time.perf_counter() - start
     assert out.computed == len(frames)
     return elapsed / len(frames)
@@ -108,7 +107,7 @@ def main() -> None:
     parser.add_argument("--baseline-images", type=int, default=20, help="baseline runs on this many of the 200")
     args = parser.parse_args()
     pot = make_potential(SPEC)
-    pool = partial(open_executor, "process", 2)
+    pool = ExecutorSpec("process", 2, None, 0.0)  # always start the workers
     print(f"{'case':28s} {'floor':>9s} {'compute':>9s} {'x floor':>8s} {'serial':>9s} {'2 procs':>9s} "
           f"{'auto':>9s} {'baseline':>9s} {'evals':>6s} {'speed-up':>9s}   (ms per image)")
     for label, n, names in [("9 cells, P=2 (A, B)", 9, ["A", "B"]), ("200 cells, P=9 (all)", 200, ALL9)]:
@@ -117,7 +116,7 @@ def main() -> None:
         compute = compute_per_image(pot, frames, names)
         serial = stage_per_image(frames, names, None)
         procs = stage_per_image(frames, names, pool)
-        auto = stage_per_image(frames, names, pool, 2.0)
+        auto = stage_per_image(frames, names, ExecutorSpec("process", 2, None, RuntimeConfig().min_parallel_seconds))
         base, evals = baseline_per_image(frames[: min(n, args.baseline_images)], names)
         print(f"{label:28s} {floor * 1e3:9.3f} {compute * 1e3:9.3f} {compute / floor:7.2f}x {serial * 1e3:9.3f} "
               f"{procs * 1e3:9.3f} {auto * 1e3:9.3f} {base * 1e3:9.1f} {evals:6d} {base / compute:8.0f}x")

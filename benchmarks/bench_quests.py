@@ -24,7 +24,9 @@ from dataclasses import asdict
 import numpy as np
 
 from pipeline.scores.entropy import FAR_BLOCK
-from stages.schema import QuestsConfig
+from stages.schema import DescriptorConfig, QuestsConfig
+
+DESCRIPTOR = DescriptorConfig()
 
 QUESTS = QuestsConfig()  # the stage's defaults: batch_size, knn_k, knn_far_samples
 SEEDS = 5  # knn: far-field sample seeds, each run timed and compared on its own
@@ -46,7 +48,7 @@ def cells(n: int, seed: int = 0) -> list:
 def environments(n: int) -> np.ndarray:
     from pipeline.atoms.descriptors import quests
 
-    return np.concatenate([quests(a) for a in cells(-(-n // 64), seed=7)])[:n]
+    return np.concatenate([quests(a, DESCRIPTOR.k, DESCRIPTOR.cutoff) for a in cells(-(-n // 64), seed=7)])[:n]
 
 
 def task(name: str, n: int) -> dict:
@@ -57,11 +59,11 @@ def task(name: str, n: int) -> dict:
 
         frames = cells(n // 64)
         workers = 2 if name.endswith("2procs") else 0
-        with open_executor("process" if workers else "serial", workers or 1) as ex:
+        with open_executor("process" if workers else "serial", workers or 1, None) as ex:
             list(ex.map(quests, frames[:2]))  # workers started and warm
             start = time.perf_counter()
             count = sum(len(d) for d in ex.map(quests, frames, chunksize=16) if workers) if workers else \
-                sum(len(quests(a)) for a in frames)
+                sum(len(quests(a, DESCRIPTOR.k, DESCRIPTOR.cutoff)) for a in frames)
         return {"seconds": time.perf_counter() - start, "environments": count}
     if name == "descriptors-quests":
         from quests.descriptor import get_descriptors

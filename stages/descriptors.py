@@ -27,7 +27,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     frames = read_images(images, unique=True)
     with timers("descriptors"):
         result = descriptor_set(frames, [a.info[IMAGE_HASH.key] for a in frames], d.name, d.k, d.cutoff,
-                                store_of(cfg), executor_factory(cfg.runtime), cfg.runtime.min_parallel_seconds)
+                                store_of(cfg), executor_factory(cfg.runtime))
     counts = {"images": len(frames), "atoms": len(result.values), "dimension": result.values.shape[1],
               "computed": result.computed, "cached": len(frames) - result.computed}
     with staged([out / name for name in OUTPUTS]) as (t_npz, t_xyz, t_summary), timers("write"):

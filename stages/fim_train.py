@@ -49,8 +49,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     spec = parameters.parse(cfg.potential.parameters_optimize)
     with timers("fim"):
         result = training_fims(frames, cands, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
-                               derivative_of(f.derivative), store_of(cfg), executor_factory(cfg.runtime),
-                               cfg.runtime.min_parallel_seconds)
+                               derivative_of(f.derivative), store_of(cfg), executor_factory(cfg.runtime))
     labels = list(result.labels.values())
     counts = {"images": len(set(hashes)), "candidates": len(cands), "computed": result.computed,
               "cached": len(cands) - result.computed, "parameters": len(labels)}

@@ -23,7 +23,7 @@ def transform_of(t: TransformConfig) -> Transform:
 
 def derivative_of(d: DerivativeConfig) -> Derivative:
     """``fim.derivative`` as the library's :class:`Derivative`."""
-    return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True))
+    return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True), None)
 
 
 def target_derivative_of(d: TargetDerivativeConfig) -> Derivative:

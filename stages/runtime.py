@@ -22,4 +22,4 @@ def executor_factory(runtime):
     """The configured executor's maker, for pipeline.core.fanout.get_or_compute."""
     from pipeline.core.executors import ExecutorSpec
 
-    return ExecutorSpec(runtime.executor, runtime.workers, runtime.dask.address)
+    return ExecutorSpec(runtime.executor, runtime.workers, runtime.dask.address, runtime.min_parallel_seconds)

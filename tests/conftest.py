@@ -48,3 +48,25 @@ def repo_copy(tmp_path):
 
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest
+
+
+# The library takes every knob explicitly; tests that mean "the default" take it from the schema,
+# where it is defined once.
+def describe(atoms, k=None, cutoff=None):
+    """The QUESTS descriptor at the schema's k and cutoff unless given."""
+    from pipeline.atoms.descriptors import quests
+    from stages.schema import DescriptorConfig
+
+    d = DescriptorConfig()
+    return quests(atoms, d.k if k is None else k, d.cutoff if cutoff is None else cutoff)
+
+
+def matched(candidates, target, **options):
+    """Information matching with the schema's matching options, those given replaced."""
+    from dataclasses import asdict
+
+    from pipeline.scores.matching import match
+    from stages.schema import MatchingConfig
+
+    opts = {k: v for k, v in asdict(MatchingConfig()).items() if k != "candidates"}
+    return match(candidates, target, **{**opts, **options})

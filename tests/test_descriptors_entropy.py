@@ -5,10 +5,13 @@ import math
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
+from conftest import describe
 
-from pipeline.scores import entropy
-from pipeline.atoms.descriptors import quests
 from pipeline.core.errors import ConfigError, InputError
+from pipeline.scores import entropy
+from stages.schema import QuestsConfig
+
+QUESTS = QuestsConfig()
 
 reference = pytest.importorskip("quests.descriptor", reason="the quests package (dev extras) is the reference")
 from quests import entropy as ref_entropy  # noqa: E402
@@ -28,7 +31,7 @@ def rattled(builder, seed):
 ], ids=["si8", "si32", "cu108", "fe24"])
 def test_periodic_descriptors_equal_quests(builder):
     atoms = rattled(builder, 1)
-    np.testing.assert_allclose(quests(atoms), reference.get_descriptors([atoms]), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(describe(atoms), reference.get_descriptors([atoms]), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("k,cutoff", [(32, 5.0), (8, 4.0), (40, 6.0)])
@@ -37,7 +40,7 @@ def test_non_periodic_descriptors_equal_quests(k, cutoff):
     cluster.pbc = False
     water = molecule("H2O")
     for atoms in (cluster, water):
-        np.testing.assert_allclose(quests(atoms, k, cutoff), reference.get_descriptors([atoms], k=k, cutoff=cutoff),
+        np.testing.assert_allclose(describe(atoms, k, cutoff), reference.get_descriptors([atoms], k=k, cutoff=cutoff),
                                    rtol=0, atol=1e-10)
 
 
@@ -46,9 +49,9 @@ def test_partial_periodicity_is_respected():
     slab.center(vacuum=8.0, axis=2)  # more vacuum than the cutoff: z periodicity cannot matter
     open_z = slab.copy()
     open_z.pbc = [True, True, False]
-    np.testing.assert_allclose(quests(open_z), quests(slab), atol=1e-12)
+    np.testing.assert_allclose(describe(open_z), describe(slab), atol=1e-12)
     with pytest.raises(ConfigError, match="k >= 2"):
-        quests(slab, k=1)
+        describe(slab, k=1)
 
 
 def test_well_separated_points_give_ln_n_and_identical_points_zero():
@@ -94,11 +97,11 @@ def test_knn_truncation_equals_exact_with_all_neighbours_and_stays_within_its_bo
     rng = np.random.default_rng(5)
     x = rng.normal(scale=0.05, size=(800, 20))
     exact = entropy.log_kernel_sums(x, x, 0.05, 128)
-    full = entropy.knn_sums(x, x, 0.05, len(x), 0)
+    full = entropy.knn_sums(x, x, 0.05, len(x), 0, QUESTS.seed)
     assert full.truncation_bound == 0.0
     np.testing.assert_allclose(full.log_p, exact, rtol=0, atol=1e-12)  # near-field distances in float64
     for k in (5, 50):
-        part = entropy.knn_sums(x, x, 0.05, k, 0)
+        part = entropy.knn_sums(x, x, 0.05, k, 0, QUESTS.seed)
         true_rel = np.exp(exact - part.log_p) - 1
         assert np.all(true_rel <= part.truncation_bound * (1 + 1e-9))
 
@@ -107,12 +110,12 @@ def test_knn_sampling_every_reference_point_is_exact():
     pytest.importorskip("faiss", reason="faiss-cpu not installed")
     x = clustered(1500, 8, 0)
     y = np.concatenate([clustered(300, 8, 1), np.full((2, 8), 3.0)])  # two outliers far from all of x
-    for q, exact in ((x, entropy.log_kernel_sums(x, x, 0.02)), (y, entropy.log_kernel_sums(y, x, 0.02))):
-        sums = entropy.knn_sums(q, x, 0.02, 10, len(x))  # all of x sampled: near-field points counted once
+    for q, exact in ((x, entropy.log_kernel_sums(x, x, 0.02, QUESTS.batch_size)), (y, entropy.log_kernel_sums(y, x, 0.02, QUESTS.batch_size))):
+        sums = entropy.knn_sums(q, x, 0.02, 10, len(x), QUESTS.seed)  # all of x sampled: near-field points counted once
         # far field in float32 about the mean: |dz| <~ 4 max|x - mean|^2 eps32 / 2h^2 = 4e-5 here
         np.testing.assert_allclose(sums.log_p, exact, rtol=0, atol=4e-5)
         assert not np.any(sums.stderr) and sums.sum_var == (0.0, 0.0)
-    s = entropy.scores(entropy.knn_sums(x, x, 0.02, 10, len(x)))
+    s = entropy.scores(entropy.knn_sums(x, x, 0.02, 10, len(x), QUESTS.seed))
     assert s.entropy_stderr == 0.0 and s.diversity_stderr == 0.0
 
 
@@ -120,9 +123,9 @@ def test_knn_sampling_every_reference_point_is_exact():
 def test_knn_sampled_sums_are_unbiased_with_calibrated_errors(approximate_from):
     pytest.importorskip("faiss", reason="faiss-cpu not installed")
     x, h = clustered(3000, 8, 2), 0.02
-    exact = entropy.log_kernel_sums(x, x, h)
+    exact = entropy.log_kernel_sums(x, x, h, QUESTS.batch_size)
     h_true, d_true = entropy.entropy(exact), entropy.diversity(exact)
-    truncated = entropy.entropy(entropy.knn_sums(x, x, h, 8, 0).log_p)
+    truncated = entropy.entropy(entropy.knn_sums(x, x, h, 8, 0, QUESTS.seed).log_p)
     assert truncated - h_true > 0.5  # truncation alone is far off here
     runs = [entropy.knn_sums(x, x, h, 8, 300, seed, approximate_from) for seed in range(16)]
     z = np.concatenate([(r.log_p - exact) / r.stderr for r in runs])
@@ -143,12 +146,12 @@ def test_bad_descriptors():
     with pytest.raises(InputError, match="non-empty"):
         entropy.check_descriptors(np.zeros((0, 3)), "d.npz")
     with pytest.raises(InputError, match="dimension 3 does not match the reference's 4"):
-        entropy.log_kernel_sums(np.zeros((2, 3)), np.zeros((2, 4)), 0.1)
+        entropy.log_kernel_sums(np.zeros((2, 3)), np.zeros((2, 4)), 0.1, QUESTS.batch_size)
     with pytest.raises(InputError, match="dimension 3 does not match the reference's 4"):
-        entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 4)), 0.1, 1, 10)
+        entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 4)), 0.1, 1, 10, QUESTS.seed)
 
 
 @pytest.mark.parametrize("k, far", [(0, 10), (1, -1)])
 def test_bad_knn_settings(k, far):
     with pytest.raises(ConfigError, match=f"knn_k >= 1 and knn_far_samples >= 0, got 0.1, {k}, {far}"):
-        entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 3)), 0.1, k, far)
+        entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 3)), 0.1, k, far, QUESTS.seed)

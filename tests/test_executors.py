@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import labelled_si, require
 
+from pipeline.atoms.hashing import image_hash
 from pipeline.core.errors import ConfigError
 from pipeline.core.executors import open_executor, worker_resource
-from pipeline.atoms.hashing import image_hash
 from pipeline.core.fanout import get_or_compute
 from pipeline.core.store import Store
 
@@ -37,13 +37,13 @@ def images():
 
 @pytest.mark.parametrize("kind", ["serial", "process"])
 def test_local_executors_equal_serial_results(kind):
-    with open_executor(kind, workers=2) as ex:
+    with open_executor(kind, 2, None) as ex:
         got = list(ex.map(image_hash, images()))
     assert got == [image_hash(a) for a in images()]
 
 
 def test_resource_is_made_once_per_worker():
-    with open_executor("process", workers=2) as ex:
+    with open_executor("process", 2, None) as ex:
         seen = list(ex.map(pid_and_serial, ["kim"] * 40))
     by_pid = {}
     for pid, serial in seen:
@@ -53,10 +53,10 @@ def test_resource_is_made_once_per_worker():
 
 def test_bad_executor_options():
     with pytest.raises(ConfigError, match=r"runtime.executor: expected one of \['dask', 'process', 'serial'\]"):
-        with open_executor("mpi"):
+        with open_executor("mpi", 0, None):
             pass
     with pytest.raises(ConfigError, match="runtime.workers"):
-        with open_executor("process", workers=-1):
+        with open_executor("process", -1, None):
             pass
 
 
@@ -100,7 +100,7 @@ def dask_cluster(tmp_path):
 def test_dask_cluster_equals_serial(dask_cluster, tmp_path):
     frames = images()
     expected = [image_hash(a) for a in frames]
-    with open_executor("dask", workers=2, dask_address=dask_cluster) as ex:
+    with open_executor("dask", 2, dask_cluster) as ex:
         got = list(ex.map(image_hash, frames))
         workers = {pid for pid, _ in ex.map(pid_and_serial, ["kim"] * 20)}
         fetched = get_or_compute(Store(tmp_path), [f"{i:040x}" for i in range(len(frames))], frames, _hash_array,

@@ -7,12 +7,12 @@ from ase.neighborlist import neighbor_list
 from conftest import kim_model_or_skip
 
 from pipeline.core.errors import ConfigError, InputError
-from pipeline.scores.fim import FimTask, as_row_weights, fim_of
 from pipeline.models.derivatives import jacobian, resolve
 from pipeline.models.parameters import parse
 from pipeline.models.potential import make_potential
-from stages.models import potential_of, transform_of
+from pipeline.scores.fim import FimTask, as_row_weights, fim_of
 from stages.fim_train import derivative_of
+from stages.models import potential_of, transform_of
 from stages.schema import DerivativeConfig, PotentialConfig, TransformConfig
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"

@@ -12,8 +12,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.errors import InputError
 from pipeline.atoms.hashing import image_hash, image_hashes, quantize
+from pipeline.core.errors import InputError
 
 
 def si(seed=0, repeat=(1, 1, 1)):

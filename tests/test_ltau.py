@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline.scores import ltau
 from pipeline.core.errors import ConfigError, InputError
+from pipeline.scores import ltau
 
 pytest.importorskip("faiss", reason="faiss-cpu not installed")
 

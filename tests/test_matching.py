@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import matched
 
 from pipeline.core.errors import InputError
-from pipeline.scores.matching import MatchingError, match
+from pipeline.scores.matching import MatchingError
 
 pytest.importorskip("cvxpy", reason="cvxpy not installed (a dependency of information-matching)")
 
@@ -18,7 +19,7 @@ def random_psd(n, p, rank, seed):
 @pytest.mark.parametrize("s", [1.0, 7.5, 3e4])
 def test_identity_target_selects_the_identity_with_weight_s(solver, s):
     eye = np.eye(3)
-    out = match(np.stack([eye, np.zeros((3, 3))]), s * eye, solver=solver)
+    out = matched(np.stack([eye, np.zeros((3, 3))]), s * eye, solver=solver)
     assert out.selected == (0,)
     assert out.weights[0] == pytest.approx(s, rel=1e-5) and out.weights[1] == 0.0
     assert out.min_eigenvalue > -1e-6
@@ -26,16 +27,16 @@ def test_identity_target_selects_the_identity_with_weight_s(solver, s):
 
 def test_scaling_the_target_scales_the_weights():
     cands, target = random_psd(60, 4, 2, 1), np.diag([3.0, 1.0, 2.0, 0.5])
-    base = match(cands, target)
+    base = matched(cands, target)
     for c in (0.01, 10.0, 1e4):
-        scaled = match(cands, c * target)
+        scaled = matched(cands, c * target)
         assert scaled.selected == base.selected
         np.testing.assert_allclose(scaled.weights, c * base.weights, rtol=1e-5, atol=1e-9 * c * base.weights.max())
 
 
 def test_solution_covers_the_target_and_is_no_larger_than_a_feasible_one():
     cands, target = random_psd(40, 3, 3, 2), np.eye(3)
-    out = match(cands, target)
+    out = matched(cands, target)
     total = np.einsum("i,ijk->jk", out.weights, cands)
     assert np.linalg.eigvalsh(total - target).min() >= -1e-6 * np.linalg.norm(target)
     # a feasible point: all weights equal to t, the smallest t with t * sum(F) >= target
@@ -46,37 +47,37 @@ def test_solution_covers_the_target_and_is_no_larger_than_a_feasible_one():
 
 def test_max_frobenius_preconditioning_leaves_the_answer_and_upper_bound_is_kept():
     cands, target = random_psd(30, 3, 2, 3), np.eye(3)
-    plain, scaled = match(cands, target, precondition="none"), match(cands, target)
+    plain, scaled = matched(cands, target, precondition="none"), matched(cands, target)
     np.testing.assert_allclose(plain.weights, scaled.weights, rtol=1e-5, atol=1e-7 * plain.weights.max())
     bound = 0.5 * scaled.weights.max()
-    capped = match(cands, target, weight_upper_bound=bound)
+    capped = matched(cands, target, weight_upper_bound=bound)
     assert capped.weights.max() <= bound * (1 + 1e-6) and capped.min_eigenvalue > -1e-6
 
 
 def test_infeasible_and_malformed_problems_are_errors():
     with pytest.raises(MatchingError, match="infeasible: every candidate FIM is zero"):
-        match(np.zeros((5, 2, 2)), np.eye(2))
+        matched(np.zeros((5, 2, 2)), np.eye(2))
     rank_one = np.array([[[1.0, 0.0], [0.0, 0.0]]] * 3)  # no candidate informs the second parameter
     with pytest.raises(MatchingError, match="status 'infeasible'"):
-        match(rank_one, np.eye(2))
+        matched(rank_one, np.eye(2))
     with pytest.raises(InputError, match="every entry is zero"):
-        match(np.stack([np.eye(2)]), np.zeros((2, 2)))
+        matched(np.stack([np.eye(2)]), np.zeros((2, 2)))
     with pytest.raises(InputError, match=r"expected shape \(n, 2, 2\)"):
-        match(np.zeros((3, 3, 3)), np.eye(2))
+        matched(np.zeros((3, 3, 3)), np.eye(2))
     with pytest.raises(MatchingError, match="frobenius: candidate FIMs \\[1\\] are zero"):
-        match(np.stack([np.eye(2), np.zeros((2, 2))]), np.eye(2), precondition="frobenius")
+        matched(np.stack([np.eye(2), np.zeros((2, 2))]), np.eye(2), precondition="frobenius")
 
 
 def test_a_status_other_than_optimal_is_an_error():
     # SDPA solves this tiny problem to 'optimal_inaccurate'; that is never passed on as a selection
     with pytest.raises(MatchingError, match="SDPA: status 'optimal_inaccurate'.*try another solver"):
-        match(np.stack([np.eye(3), np.zeros((3, 3))]), np.eye(3), solver="SDPA")
+        matched(np.stack([np.eye(3), np.zeros((3, 3))]), np.eye(3), solver="SDPA")
 
 
 def test_a_violated_constraint_is_an_error():
     # the optimum is w = (1, 1000); weight_tol 0.5 drops w0, leaving diag(0, 1) - I with λ_min = -1
     cands = np.stack([np.diag([1.0, 0.0]), np.diag([0.0, 1e-3])])
-    assert match(cands, np.eye(2)).weights == pytest.approx([1.0, 1000.0], rel=1e-5)
+    assert matched(cands, np.eye(2)).weights == pytest.approx([1.0, 1000.0], rel=1e-5)
     with pytest.raises(MatchingError, match=r"violated by 0\.707.*max_violation=1e-06"):
-        match(cands, np.eye(2), weight_tol=0.5)
-    assert match(cands, np.eye(2), weight_tol=0.5, max_violation=0.8).selected == (1,)
+        matched(cands, np.eye(2), weight_tol=0.5)
+    assert matched(cands, np.eye(2), weight_tol=0.5, max_violation=0.8).selected == (1,)

@@ -6,11 +6,11 @@ from ase.build import bulk
 from ase.units import GPa
 from conftest import kim_model_or_skip
 from scipy.optimize import brentq
-
-from pipeline.models import properties
-from pipeline.core.errors import ConfigError
-from pipeline.models.potential import make_potential
 from test_fim import SW, SW_SPEC
+
+from pipeline.core.errors import ConfigError
+from pipeline.models import properties
+from pipeline.models.potential import make_potential
 
 SI = properties.crystal("diamond", "Si", 5.43)
 

@@ -5,13 +5,13 @@ import pytest
 from ase.build import bulk
 from conftest import kim_model_or_skip
 from scipy.optimize import brentq
+from test_fim import SW, SW_SPEC, Transform
 
 from pipeline.core.errors import ConfigError
 from pipeline.models.parameters import parse
 from pipeline.scores.property_fim import parse_targets, property_fim
 from stages.models import target_derivative_of as derivative_of
 from stages.schema import TargetDerivativeConfig
-from test_fim import SW, SW_SPEC, Transform
 
 ELASTIC = {"elastic": {"type": "elastic_constants", "lattice": "diamond", "species": "Si", "a_guess": 5.43,
                        "covariance": {"diagonal": [1.0, 1.0, 1.0]}}}

@@ -114,3 +114,34 @@ def test_imports_only_go_down_the_layers_and_modules_stay_short():
             if len(parts) > 2:
                 assert LAYERS.index(parts[1]) <= layer, f"{rel} ({rel.parts[1]}) imports {imported}, a layer above"
         assert len(path.read_text().splitlines()) <= 400, f"{rel} is over 400 lines: split it"
+
+
+def test_every_knob_default_is_defined_once_in_the_schema():
+    """No library function gives a default to a parameter named like a config key: the
+    schema's default is the only one (a library caller passes every knob)."""
+    import dataclasses
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pipeline
+    from stages.schema import GROUPS, DaskConfig, DerivativeConfig, TargetDerivativeConfig, TransformConfig
+
+    knobs = {f.name for cls in [*GROUPS.values(), DaskConfig, DerivativeConfig, TargetDerivativeConfig, TransformConfig]
+             for f in dataclasses.fields(cls)}
+    allowed = {"executor": "an executor maker, not the option's name", "root": "None: no folder restriction"}
+    found = []
+    for info in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
+        module = importlib.import_module(info.name)
+        members = inspect.getmembers(module, lambda m: inspect.isfunction(m) or inspect.isclass(m))
+        for name, fn in members:
+            if fn.__module__ != info.name:
+                continue
+            try:
+                params = inspect.signature(fn).parameters.values()
+            except ValueError:  # exception classes: no Python signature
+                continue
+            for p in params:
+                if p.default is not inspect.Parameter.empty and p.name in knobs and p.name not in allowed:
+                    found.append(f"{info.name}.{name}({p.name}={p.default!r})")
+    assert not found, f"defaults that the schema also defines: {found}"

@@ -276,7 +276,7 @@ def test_workers_start_only_where_they_pay(tmp_path):
     from pipeline.core.store import Store
 
     class Never:
-        count = 2
+        count, min_parallel_seconds = 2, 1.0  # ~0.2 s of work: less than a 1 s start-up saves
 
         def __call__(self):
             raise AssertionError("a pool was started for too little work")
@@ -285,8 +285,8 @@ def test_workers_start_only_where_they_pay(tmp_path):
         time.sleep(0.002)
         return {"x": np.array([x])}
 
-    keys = [f"{i:040x}" for i in range(100)]  # ~0.2 s of work: less than a 1 s start-up saves
-    out = get_or_compute(Store(tmp_path), keys, list(range(100)), slow, Never(), min_parallel_seconds=1.0)
+    keys = [f"{i:040x}" for i in range(100)]
+    out = get_or_compute(Store(tmp_path), keys, list(range(100)), slow, Never())
     assert out.computed == 100
 
 

@@ -55,8 +55,8 @@ def test_outputs_match_a_direct_computation_and_are_cached(tmp_path):
     # the same FIM from the library directly, image 2
     from test_fim import SW_SPEC, task
 
-    from pipeline.scores.fim import fim_of
     from pipeline.models.potential import make_potential
+    from pipeline.scores.fim import fim_of
 
     pot = make_potential(SW_SPEC)
     direct = fim_of(pot, task(pot, ["A", "B"], ase.io.read(path, 2)))["fim"]  # the positions the stage read
@@ -87,8 +87,8 @@ def test_per_image_quantity_overrides_the_default(tmp_path):
     assert list(npz["quantity"]) == ["forces", "energy"]
     from test_fim import SW_SPEC, task
 
-    from pipeline.scores.fim import fim_of
     from pipeline.models.potential import make_potential
+    from pipeline.scores.fim import fim_of
 
     pot = make_potential(SW_SPEC)
     energy_fim = fim_of(pot, task(pot, ["A", "B"], ase.io.read(path, 1), "energy"))["fim"]
@@ -98,8 +98,8 @@ def test_per_image_quantity_overrides_the_default(tmp_path):
 def test_several_quantities_per_image_are_separate_candidates(tmp_path):
     from test_fim import SW_SPEC, task
 
-    from pipeline.scores.fim import fim_of
     from pipeline.models.potential import make_potential
+    from pipeline.scores.fim import fim_of
 
     path, frames = images_file(tmp_path, n=2)
     frames[0].info["fim_quantity"] = "energy,forces,stress"
@@ -132,8 +132,8 @@ def test_per_atom_mask_keeps_only_those_atoms(tmp_path):
     fim_train.run(config(tmp_path, "fim.mask_key=keep"), tmp_path / "masked", path)
     from test_fim import SW_SPEC, task
 
-    from pipeline.scores.fim import fim_of
     from pipeline.models.potential import make_potential
+    from pipeline.scores.fim import fim_of
 
     pot = make_potential(SW_SPEC)
     jac = fim_of(pot, task(pot, ["A", "B"], ase.io.read(path, 0)))["jacobian"][:9]  # atoms 0-2

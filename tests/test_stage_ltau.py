@@ -6,12 +6,12 @@ import sys
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, describe
 from omegaconf import OmegaConf
 
 from pipeline.scores import ltau as lib
-from pipeline.atoms.descriptors import quests as quests_descriptor
-from stages import descriptors, hash as hash_stage, ltau, ltau_fit
+from stages import descriptors, ltau, ltau_fit
+from stages import hash as hash_stage
 from stages.common import load_config
 
 pytest.importorskip("faiss", reason="faiss-cpu not installed")
@@ -31,13 +31,13 @@ def test_scores_equal_a_direct_computation(tmp_path):
     descriptors.run(cfg, tmp_path / "desc", tmp_path / "hash/images.extxyz")
     ltau_fit.run(cfg, tmp_path / "fit")
     ltau.run(cfg, tmp_path / "ltau", tmp_path / "fit", tmp_path / "desc/descriptors.npz", tmp_path / "hash/images.extxyz")
-    train = np.concatenate([quests_descriptor(a) for a in ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":")])
+    train = np.concatenate([describe(a) for a in ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":")])
     errors = np.linalg.norm(np.load(ROOT / "data/example/ltau_errors.npy").astype(float), axis=2).T
     edges = np.geomspace(errors[errors > 0].min(), errors.max(), 101)
     mids = np.sqrt(edges[:-1] * edges[1:])
     pdfs = np.array([np.histogram(e, edges)[0] / len(e) for e in errors])
     images = ase.io.read(tmp_path / "hash/images.extxyz", ":")
-    query = np.concatenate([quests_descriptor(a) for a in images])
+    query = np.concatenate([describe(a) for a in images])
     nearest = np.argsort(((query[:, None] - train[None]) ** 2).sum(axis=2), axis=1)[:, :10]
     expected = pdfs[nearest].mean(axis=1) @ mids
     scored = ase.io.read(tmp_path / "ltau/uncertainty.extxyz", ":")

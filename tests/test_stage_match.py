@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import ROOT, kim_model_or_skip
 from omegaconf import OmegaConf
-
-from stages import fim_property, fim_train, hash as hash_stage, match
-from pipeline.core.errors import InputError
-from stages.common import load_config
 from test_fim import SW
+
+from pipeline.core.errors import InputError
+from stages import fim_property, fim_train, match
+from stages import hash as hash_stage
+from stages.common import load_config
 
 
 @pytest.fixture(scope="module")

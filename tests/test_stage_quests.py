@@ -9,13 +9,14 @@ from dataclasses import replace
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT, labelled_si
+from conftest import ROOT, describe, labelled_si
 from omegaconf import OmegaConf
 
 from pipeline.scores import entropy
-from pipeline.atoms.descriptors import quests as quests_descriptor
-from stages import descriptors, hash as hash_stage, quests
+from stages import descriptors, quests
+from stages import hash as hash_stage
 from stages.common import load_config
+from stages.schema import QuestsConfig
 
 
 @pytest.fixture
@@ -35,17 +36,17 @@ def test_outputs(prepared):
     images = ase.io.read(tmp / "hash/images.extxyz", ":")
     npz = np.load(tmp / "desc/descriptors.npz")
     assert list(npz["image_hash"]) == [a.info["image_hash"] for a in images]
-    np.testing.assert_array_equal(npz["descriptors"][npz["offsets"][2]:npz["offsets"][3]], quests_descriptor(images[2]))
+    np.testing.assert_array_equal(npz["descriptors"][npz["offsets"][2]:npz["offsets"][3]], describe(images[2]))
     result = quests.run(cfg, tmp / "q", tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
     x = npz["descriptors"]
-    lp = entropy.log_kernel_sums(x, x, 0.015)
+    lp = entropy.log_kernel_sums(x, x, 0.015, QuestsConfig().batch_size)
     m = json.loads((tmp / "q/metrics.json").read_text())
     assert m["entropy"] == pytest.approx(entropy.entropy(lp)) and m["environments"] == len(x)
     assert m["quests_efficiency_score"] == pytest.approx(m["entropy"] / math.log(len(x)))
-    train = np.concatenate([quests_descriptor(a) for a in images if a.info["split"] == "train"])
+    train = np.concatenate([describe(a) for a in images if a.info["split"] == "train"])
     dh = np.concatenate([a.arrays["quests_delta_entropy_score"] for a in ase.io.read(tmp / "q/delta_entropy.extxyz", ":")])
     # per-atom arrays go through extxyz, which ASE writes with 8 decimals
-    np.testing.assert_allclose(dh, -entropy.log_kernel_sums(x, train, 0.015), rtol=0, atol=6e-9)
+    np.testing.assert_allclose(dh, -entropy.log_kernel_sums(x, train, 0.015, QuestsConfig().batch_size), rtol=0, atol=6e-9)
     assert result["counts"]["reference_environments"] == len(train)
 
 

@@ -75,7 +75,7 @@ def user_cells(n=8, seed=100):
     """n rattled 8-atom Si cells labelled by the SW model, the user's own data."""
     from pipeline.models.kim import KIMPotential
 
-    pot, out = KIMPotential(SW, ("Si",)), []
+    pot, out = KIMPotential(SW, ("Si",), 0.5), []
     for s in range(seed, seed + n):
         atoms = bulk("Si", "diamond", a=5.431, cubic=True)
         atoms.rattle(0.05, seed=s)

@@ -217,7 +217,7 @@ def same_labels(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 
 
 def read_all(
-    patterns: Sequence[str], require: Sequence[str] = (), root: str | None = None, min_distance: float = 0.0
+    patterns: Sequence[str], require: Sequence[str], root: str | None, min_distance: float
 ) -> tuple[list[Atoms], list[Source]]:
     """Every frame of the files ``patterns`` name (inside ``root`` if given), checked
     (:func:`check_frame`, required labels)."""
@@ -237,7 +237,7 @@ def read_all(
     return frames, sources
 
 
-def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict: str = "error",
+def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict: str,
                 requests: Sequence[str] | None = None) -> Dataset:
     """Group frames by identity; keep the first of each group, in first-seen order, and
     with ``requests`` (:func:`request` of each frame) the first of each distinct

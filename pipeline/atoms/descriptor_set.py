@@ -23,13 +23,13 @@ class DescriptorSet:
 
 
 def descriptor_set(frames: Sequence[Atoms], hashes: Sequence[str], name: str, k: int, cutoff: float,
-                   store: Store, executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> DescriptorSet:
+                   store: Store, executor: Callable | None = None) -> DescriptorSet:
     """Per-atom descriptors of every image, computed only where the store lacks them."""
     check_choice("descriptors.name", name, DESCRIPTORS)
     fp = fingerprint("descriptors", {"name": name, "k": k, "cutoff": cutoff}, code_digest(describe.__module__))
     bare = [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc) for a in frames]
     fetched = get_or_compute(store, [entry_key(h, fp) for h in hashes], bare, partial(describe, name, k, cutoff),
-                                   executor, "descriptors", min_parallel_seconds)
+                                   executor, "descriptors")
     values = [r["descriptors"] for r in fetched.results]
     offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])
     return DescriptorSet(tuple(hashes), offsets, np.concatenate(values), fetched.computed)

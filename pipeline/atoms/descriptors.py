@@ -66,7 +66,7 @@ def nearest(atoms: Atoms, k: int, cutoff: float) -> tuple[np.ndarray, np.ndarray
     return vec, mask
 
 
-def quests(atoms: Atoms, k: int = 32, cutoff: float = 5.0) -> np.ndarray:
+def quests(atoms: Atoms, k: int, cutoff: float) -> np.ndarray:
     """The QUESTS descriptor of every atom, (N, 2k − 1)."""
     if k < 2 or not cutoff > 0:
         raise ConfigError(f"descriptors: expected k >= 2 and cutoff > 0, got k={k}, cutoff={cutoff}")

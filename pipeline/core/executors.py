@@ -40,7 +40,7 @@ class SerialExecutor(Executor):
 
 
 @contextmanager
-def open_executor(kind: str = "process", workers: int = 0, dask_address: str | None = None) -> Iterator[Executor]:
+def open_executor(kind: str, workers: int, dask_address: str | None) -> Iterator[Executor]:
     """An executor of ``kind`` with ``workers`` workers (0: one per core), shut down on exit."""
     check_choice("runtime.executor", kind, EXECUTORS)
     if workers < 0:
@@ -62,11 +62,13 @@ def open_executor(kind: str = "process", workers: int = 0, dask_address: str | N
 @dataclass(frozen=True)
 class ExecutorSpec:
     """A maker of an executor (``spec()`` opens it, see :func:`open_executor`) that
-    knows its worker count, so callers can tell whether starting it pays."""
+    knows its worker count and their start-up cost, so callers can tell whether
+    starting it pays (:func:`pipeline.core.fanout.get_or_compute`)."""
 
-    kind: str = "process"
-    workers: int = 0  # 0: one per core
-    dask_address: str | None = None
+    kind: str
+    workers: int  # 0: one per core
+    dask_address: str | None
+    min_parallel_seconds: float  # start-up cost of the workers, s; 0: always start them
 
     @property
     def count(self) -> int:

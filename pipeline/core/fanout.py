@@ -44,19 +44,19 @@ def get_or_compute(
     fn: Callable[..., Arrays],
     executor: Callable[[], AbstractContextManager[Executor]] | None = None,
     desc: str = "computing",
-    min_parallel_seconds: float = 0.0,
 ) -> Fetched:
     """``fn(payload)`` for every key not yet stored; stored results for the rest.
 
     ``executor`` makes the executor to submit work to (e.g. a
     :class:`pipeline.core.executors.ExecutorSpec`, whose ``count`` is its number of
-    workers); with None, work is done here. With ``min_parallel_seconds`` > 0, the
-    start-up cost of the workers, the first missing items (up to 3) are computed here
-    and timed, and the executor is made only if it pays: if the rest split among
+    workers, and ``min_parallel_seconds``, their start-up cost); with None, work is
+    done here. Where that cost is > 0, the first missing items (up to 3) are computed
+    here and timed, and the executor is made only if it pays: if the rest split among
     the workers, plus the start-up, is expected to take less than the rest here. Results are stored in
     segments as they arrive, and what is buffered is stored also when the run
     fails or is interrupted; a killed run loses at most one segment's work.
     """
+    min_parallel_seconds = getattr(executor, "min_parallel_seconds", 0.0)  # a bare maker: always start it
     if len(keys) != len(payloads):
         raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
     results: list[Arrays | None] = [store.get(k) for k in keys]

@@ -34,7 +34,7 @@ class Derivative:
     rel_step: float
     min_step: float
     numdifftools: str  # options as canonical JSON
-    abs_step: float | None = None  # one absolute step instead of relative ones
+    abs_step: float | None  # one absolute step instead of relative ones (None: relative steps)
 
 
 def steps(theta: np.ndarray, d: Derivative) -> np.ndarray:

@@ -53,7 +53,7 @@ def model_identity(kim_id: str) -> dict[str, str]:
 class KIMPotential:
     """A KIM portable model for the given species, with a neighbour-list ``skin`` (Å)."""
 
-    def __init__(self, kim_id: str, species: tuple[str, ...], skin: float = 0.5):
+    def __init__(self, kim_id: str, species: tuple[str, ...], skin: float):
         if not skin >= 0 or not np.isfinite(skin):
             raise ConfigError(f"potential.skin: expected a finite length >= 0 Å, got {skin} (a negative skin "
                               "would leave neighbours inside the model's cutoff out of the neighbour list)")

@@ -75,7 +75,7 @@ def _block_lse(y: np.ndarray, x: np.ndarray, x_sq: np.ndarray, h: float, batch: 
     return out
 
 
-def log_kernel_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int = 4096) -> np.ndarray:
+def log_kernel_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int) -> np.ndarray:
     """log p(y_i) against reference x, exactly, in blocks on two threads. (M,)"""
     if not h > 0 or batch_size < 1:
         raise ConfigError(f"quests: expected bandwidth > 0 and batch_size >= 1, got {h}, {batch_size}")
@@ -158,7 +158,7 @@ def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
     return log_p + rel_var / 2.0, rel_var, g.var(axis=0, ddof=1, dtype=np.float64) if m > 1 else np.zeros(2)
 
 
-def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, seed: int = 0,
+def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, seed: int,
              approximate_from: int = IVF_FROM) -> KernelSums:
     """log p(y_i): each point's k nearest x exactly, plus the rest of the sum estimated.
 

@@ -25,7 +25,6 @@ SOLVERS = ("CLARABEL", "SCS", "SDPA")
 # SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give
 SOLVER_OPTIONS = {"CLARABEL": {}, "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 500_000}, "SDPA": {}}
 PRECONDITIONS = ("max_frobenius", "frobenius", "none")
-MAX_VIOLATION = 1e-6  # default of matching.max_violation (stages/schema.py MatchingConfig)
 
 
 class MatchingError(AtomsieveError):
@@ -73,7 +72,7 @@ def check_fims(candidates: np.ndarray, target: np.ndarray) -> None:
         raise InputError("FIMs: expected finite values")
 
 
-def check_options(weight_tol: float, max_violation: float, weight_upper_bound: float | None = None) -> None:
+def check_options(weight_tol: float, max_violation: float, weight_upper_bound: float | None) -> None:
     if weight_upper_bound is not None and not weight_upper_bound > 0:
         raise ConfigError(f"matching.weight_upper_bound: expected a weight > 0 or null, got {weight_upper_bound}")
     if not 0 <= weight_tol < 1:
@@ -88,9 +87,8 @@ def _hint(solver: str) -> str:
             "different sizes on one scale, or a matching.weight_upper_bound")
 
 
-def match(candidates: np.ndarray, target: np.ndarray, precondition: str = "max_frobenius",
-          solver: str = "CLARABEL", weight_tol: float = 1e-6,
-          weight_upper_bound: float | None = None, max_violation: float = MAX_VIOLATION) -> Match:
+def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver: str, weight_tol: float,
+          weight_upper_bound: float | None, max_violation: float) -> Match:
     """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P).
 
     Raises :class:`MatchingError` unless the solver reports ``optimal`` and the kept

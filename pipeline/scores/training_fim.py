@@ -125,7 +125,7 @@ def _digest(mask: np.ndarray) -> str:
 
 def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential: PotentialSpec, spec: ParamSpec,
                   transform: Transform, derivative: Derivative, store: Store,
-                  executor: Callable | None = None, min_parallel_seconds: float = 0.0) -> TrainingFims:
+                  executor: Callable | None = None) -> TrainingFims:
     """The FIM of every candidate, through ``store``; only missing ones are computed, on
     ``executor`` (see :func:`pipeline.core.fanout.get_or_compute`)."""
     check_species(frames, potential)
@@ -144,6 +144,6 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, c.quantity, c.mask,
                              bare))
-    fetched = get_or_compute(store, keys, tasks, image_fim, executor, "FIM", min_parallel_seconds)
+    fetched = get_or_compute(store, keys, tasks, image_fim, executor, "FIM")
     fims = np.stack([r["fim"] for r in fetched.results]) if fetched.results else np.zeros((0, 0, 0))
     return TrainingFims(tuple(cands), fims, spec.labels(), fetched.computed, common["model"])

@@ -13,7 +13,7 @@ from pipeline.core.timing import Timers
 from pipeline.models import parameters
 from pipeline.scores.property_fim import parse_targets, property_fim
 from stages.common import as_dict, json_bytes, stage_main, write_summary
-from stages.models import potential_of, target_derivative_of, transform_of
+from stages.models import derivative_of, potential_of, transform_of
 from stages.schema import Config
 
 OUTPUTS = ("fim_property.json", "summary.json")
@@ -24,7 +24,7 @@ def run(cfg: Config, out: Path) -> dict:
     targets = parse_targets(cfg.target.properties)
     with timers("fim_property"):
         result = property_fim(potential_of(cfg.potential), parameters.parse(cfg.potential.parameters_optimize),
-                              transform_of(cfg.potential.transform), target_derivative_of(cfg.target.derivative), targets)
+                              transform_of(cfg.potential.transform), derivative_of(cfg.target.derivative), targets)
     data = {FIM_PROPERTY_SCORE.key: result.fim.tolist(), "jacobian": result.jacobian.tolist(),
             "values": dict(zip(result.value_labels, result.values.tolist())), "labels": result.labels,
             "covariances": {t.name: c.tolist() for t, c in zip(targets, result.covariances)}}

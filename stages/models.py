@@ -3,13 +3,10 @@ potential (fim_train, fim_property)."""
 
 import json
 
-from pipeline.core.errors import check_choice
 from pipeline.models.derivatives import Derivative
 from pipeline.models.potential import PotentialSpec
 from pipeline.models.transforms import Transform
-from stages.schema import DerivativeConfig, PotentialConfig, TargetDerivativeConfig, TransformConfig
-
-TARGET_METHODS = {"FD": "forward", "FD2": "forward2", "CD": "central", "CD4": "central4"}
+from stages.schema import DerivativeConfig, PotentialConfig, TransformConfig
 
 
 def potential_of(p: PotentialConfig) -> PotentialSpec:
@@ -22,11 +19,5 @@ def transform_of(t: TransformConfig) -> Transform:
 
 
 def derivative_of(d: DerivativeConfig) -> Derivative:
-    """``fim.derivative`` as the library's :class:`Derivative`."""
-    return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True), None)
-
-
-def target_derivative_of(d: TargetDerivativeConfig) -> Derivative:
-    """``target.derivative`` (Orchestrator's FD/FD2/CD/CD4 names) as a :class:`Derivative`."""
-    method = TARGET_METHODS[check_choice("target.derivative.method", d.method, TARGET_METHODS)]
-    return Derivative(method, d.rel_step, d.min_step, "{}", d.abs_step)
+    """``fim.derivative`` or ``target.derivative`` as the library's :class:`Derivative`."""
+    return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True), d.abs_step)

@@ -71,6 +71,7 @@ class DerivativeConfig:
     rel_step: float = 1e-4  # step = max(rel_step * |theta|, min_step), transformed space
     min_step: float = 1e-6
     numdifftools: dict[str, Any] = field(default_factory=dict)  # options of numdifftools.Jacobian
+    abs_step: float | None = None  # one absolute step instead of relative ones (Orchestrator: forward, 0.1)
 
 
 @dataclass(frozen=True)
@@ -83,18 +84,10 @@ class FimConfig:
 
 
 @dataclass(frozen=True)
-class TargetDerivativeConfig:
-    method: str = "CD"  # FD | FD2 | CD | CD4 (forward, second-order forward, central, fourth-order)
-    rel_step: float = 1e-4  # step = max(rel_step * |theta|, min_step), transformed space
-    min_step: float = 1e-6
-    abs_step: float | None = None  # one absolute step instead (Orchestrator: FD with 0.1)
-
-
-@dataclass(frozen=True)
 class TargetConfig:
     # {name: {type, lattice, species, a_guess, full, covariance: {relative|diagonal|matrix: ...}}}
     properties: dict[str, Any] = field(default_factory=dict)
-    derivative: TargetDerivativeConfig = field(default_factory=TargetDerivativeConfig)
+    derivative: DerivativeConfig = field(default_factory=DerivativeConfig)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pipeline.scores.matching import PRECONDITIONS, SOLVERS, check_options
 from pipeline.scores.property_fim import parse_targets
 from stages.common import LOG_LEVELS
 from stages.match import CANDIDATES
-from stages.models import TARGET_METHODS, potential_of
+from stages.models import potential_of
 from stages.schema import Config
 
 CHOICES = {  # option -> allowed values
@@ -51,7 +51,7 @@ def validate(cfg: Config) -> Config:
         check_choice("dataset.require", label, LABELS)
     check_choice("potential.transform.type", cfg.potential.transform.type, TRANSFORMS)
     check_choice("fim.derivative.method", cfg.fim.derivative.method, METHODS)
-    check_choice("target.derivative.method", cfg.target.derivative.method, TARGET_METHODS)
+    check_choice("target.derivative.method", cfg.target.derivative.method, METHODS)
     if not cfg.potential.skin >= 0:
         raise ConfigError(f"potential.skin: expected a length >= 0 Å, got {cfg.potential.skin}")
     spec = parameters.parse(cfg.potential.parameters_optimize)

@@ -239,3 +239,14 @@ def test_transforms_equal_information_matching_on_the_same_input():
     import multiprocessing
 
     assert multiprocessing.get_context().reducer.__name__ == "multiprocessing.reduction"
+
+
+@pytest.mark.parametrize("method,degree", [("forward", 1), ("forward2", 2), ("central", 2), ("central4", 4)])
+def test_each_stencil_is_exact_for_polynomials_of_its_order(method, degree):
+    from pipeline.models.derivatives import jacobian
+
+    coeffs = np.arange(1.0, degree + 2)  # f(θ) = Σ_k c_k θ^k on each component, to the stencil's exact degree
+    f = lambda t: np.array([sum(c * x**k for k, c in enumerate(coeffs)) for x in t])  # noqa: E731
+    theta = np.array([0.7, -1.3])
+    exact = np.diag([sum(k * c * x ** (k - 1) for k, c in enumerate(coeffs) if k) for x in theta])
+    np.testing.assert_allclose(jacobian(f, theta, Derivative(method, rel_step=1e-2)), exact, rtol=1e-9, atol=1e-9)

@@ -10,8 +10,8 @@ from test_fim import SW, SW_SPEC, Transform
 from pipeline.core.errors import ConfigError
 from pipeline.models.parameters import parse
 from pipeline.scores.property_fim import parse_targets, property_fim
-from stages.models import target_derivative_of as derivative_of
-from stages.schema import TargetDerivativeConfig
+from stages.models import derivative_of
+from stages.schema import DerivativeConfig
 
 ELASTIC = {"elastic": {"type": "elastic_constants", "lattice": "diamond", "species": "Si", "a_guess": 5.43,
                        "covariance": {"diagonal": [1.0, 1.0, 1.0]}}}
@@ -19,7 +19,7 @@ AB = parse({"A": [["default"]], "B": [["default"]]})
 
 
 def D(**kw):  # noqa: N802 - the schema's defaults
-    return derivative_of(TargetDerivativeConfig(**kw))
+    return derivative_of(DerivativeConfig(**kw))
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +87,7 @@ def test_orchestrator_forward_differences_with_absolute_step():
     from pipeline.models.potential import make_potential
     from pipeline.models.properties import crystal, elastic_constants
 
-    out = fim(method="FD", abs_step=0.1)
+    out = fim(method="forward", abs_step=0.1)
     pot = make_potential(SW_SPEC)
     si = crystal("diamond", "Si", 5.43)
     base = elastic_constants(pot, si)

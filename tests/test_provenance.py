@@ -125,9 +125,9 @@ def test_every_knob_default_is_defined_once_in_the_schema():
     import pkgutil
 
     import pipeline
-    from stages.schema import GROUPS, DaskConfig, DerivativeConfig, TargetDerivativeConfig, TransformConfig
+    from stages.schema import GROUPS, DaskConfig, DerivativeConfig, TransformConfig
 
-    knobs = {f.name for cls in [*GROUPS.values(), DaskConfig, DerivativeConfig, TargetDerivativeConfig, TransformConfig]
+    knobs = {f.name for cls in [*GROUPS.values(), DaskConfig, DerivativeConfig, TransformConfig]
              for f in dataclasses.fields(cls)}
     allowed = {"executor": "an executor maker, not the option's name", "root": "None: no folder restriction"}
     found = []

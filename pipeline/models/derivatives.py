@@ -23,7 +23,13 @@ from pipeline.models.parameters import ParamSpec
 from pipeline.models.potential import with_defaults
 from pipeline.models.transforms import Transform, resolve_transform
 
-METHODS = ("central", "central4", "forward", "forward2", "numdifftools")
+STENCILS = {  # method -> ((multiple of h, weight), ...) and the divisor of h: df/dθ ≈ Σ w f(θ + m h) / (divisor h)
+    "central": (((1, 1), (-1, -1)), 2),
+    "central4": (((1, 8), (-1, -8), (2, -1), (-2, 1)), 12),
+    "forward": (((1, 1), (0, -1)), 1),
+    "forward2": (((1, 4), (0, -3), (2, -1)), 2),
+}
+METHODS = (*STENCILS, "numdifftools")
 
 
 @dataclass(frozen=True)
@@ -49,26 +55,21 @@ def steps(theta: np.ndarray, d: Derivative) -> np.ndarray:
 
 
 def jacobian(f, theta: np.ndarray, d: Derivative) -> np.ndarray:
-    """∂f/∂θ at ``theta``, shape (rows, P), by the method of ``d``."""
+    """∂f/∂θ at ``theta``, shape (rows, P), by the method of ``d``: a stencil of
+    :data:`STENCILS` or numdifftools."""
     check_choice("derivative.method", d.method, METHODS)
     theta = np.asarray(theta, dtype=float)
     if d.method == "numdifftools":
         rows = len(f(theta))
         return np.asarray(numdifftools_jacobian(f, d.numdifftools)(theta)).reshape(rows, len(theta))
+    terms, divisor = STENCILS[d.method]
     h = steps(theta, d)
-    base = f(theta) if d.method.startswith("forward") else None
+    base = f(theta) if any(m == 0 for m, _ in terms) else None
     columns = []
     for i in range(len(theta)):
         e = np.zeros_like(theta)
         e[i] = h[i]
-        if d.method == "central":
-            columns.append((f(theta + e) - f(theta - e)) / (2 * h[i]))
-        elif d.method == "central4":
-            columns.append((8 * (f(theta + e) - f(theta - e)) - (f(theta + 2 * e) - f(theta - 2 * e))) / (12 * h[i]))
-        elif d.method == "forward":
-            columns.append((f(theta + e) - base) / h[i])
-        else:
-            columns.append((4 * f(theta + e) - 3 * base - f(theta + 2 * e)) / (2 * h[i]))
+        columns.append(sum(w * (base if m == 0 else f(theta + m * e)) for m, w in terms) / (divisor * h[i]))
     return np.stack(columns, axis=1)
 
 

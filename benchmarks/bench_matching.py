@@ -21,7 +21,8 @@ from pipeline.models.parameters import parse
 from pipeline.models.potential import PotentialSpec
 from pipeline.models.transforms import Transform
 from pipeline.scores.matching import match as library_match
-from pipeline.scores.property_fim import parse_targets, property_fim
+from pipeline.scores.property_fim import property_fim
+from stages.models import targets_of
 from stages.schema import MatchingConfig
 
 OPTIONS = {k: v for k, v in vars(MatchingConfig()).items() if k != "candidates"}
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=10_000)
     parser.add_argument("--sdpa-candidates", type=int, default=1_000)
     args = parser.parse_args()
-    spec, targets = parse({"A": [["default"]], "B": [["default"]]}), parse_targets(ELASTIC)
+    spec, targets = parse({"A": [["default"]], "B": [["default"]]}), targets_of(ELASTIC)
     args_fim = (SW, spec, Transform("identity", (), (), ()), Derivative("central", 1e-4, 1e-6, "{}", None), targets)
     property_fim(*args_fim)  # model creation and imports once
     seconds = min(timed(lambda: property_fim(*args_fim))[0] for _ in range(3))

@@ -11,9 +11,9 @@ from pipeline.core.atomic import staged
 from pipeline.core.outputs import FIM_PROPERTY_SCORE
 from pipeline.core.timing import Timers
 from pipeline.models import parameters
-from pipeline.scores.property_fim import parse_targets, property_fim
+from pipeline.scores.property_fim import property_fim
 from stages.common import as_dict, json_bytes, stage_main, write_summary
-from stages.models import derivative_of, potential_of, transform_of
+from stages.models import derivative_of, potential_of, targets_of, transform_of
 from stages.schema import Config
 
 OUTPUTS = ("fim_property.json", "summary.json")
@@ -21,7 +21,7 @@ OUTPUTS = ("fim_property.json", "summary.json")
 
 def run(cfg: Config, out: Path) -> dict:
     timers = Timers()
-    targets = parse_targets(cfg.target.properties)
+    targets = targets_of(cfg.target.properties)
     with timers("fim_property"):
         result = property_fim(potential_of(cfg.potential), parameters.parse(cfg.potential.parameters_optimize),
                               transform_of(cfg.potential.transform), derivative_of(cfg.target.derivative), targets)

@@ -18,6 +18,7 @@ from pipeline.core.timing import Timers
 from pipeline.scores import ltau
 from pipeline.scores.entropy import check_descriptors
 from stages.common import as_dict, stage_main, write_summary
+from stages.models import index_args_of
 from stages.runtime import store_of
 from stages.schema import Config
 
@@ -43,7 +44,7 @@ def run(cfg: Config, out: Path) -> dict:
     lo, hi = c.range if c.range is not None else (None, None)
     with timers("fit"):
         fit = ltau.fit_pdfs(errors, c.nbins, c.bin_spacing, lo, hi)
-        index = ltau.build_index(train, c.index, dict(c.index_args))
+        index = ltau.build_index(train, c.index, index_args_of(c.index, c.index_args))
     counts = {"training_atoms": len(train), "samples_per_atom": errors.shape[1], "bins": c.nbins,
               "computed": described.computed, "cached": len(frames) - described.computed,
               "clipped_samples": fit.clipped}

@@ -21,3 +21,32 @@ def transform_of(t: TransformConfig) -> Transform:
 def derivative_of(d: DerivativeConfig) -> Derivative:
     """``fim.derivative`` or ``target.derivative`` as the library's :class:`Derivative`."""
     return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True), d.abs_step)
+
+
+def targets_of(properties: dict) -> list:
+    """``target.properties``, each entry checked against its type's schema
+    (:data:`stages.schema.PROPERTY_SCHEMAS`, defaults filled in), as the library's targets."""
+    from dataclasses import asdict
+
+    from pipeline.core.errors import ConfigError, check_choice
+    from pipeline.scores.property_fim import parse_targets
+    from stages.schema import PROPERTY_SCHEMAS, typed_section
+
+    if not properties:
+        raise ConfigError("target.properties: expected at least one property, got none")
+    typed = {}
+    for name, entry in properties.items():
+        kind = check_choice(f"target.properties.{name}.type", dict(entry).get("type"), PROPERTY_SCHEMAS)
+        typed[name] = asdict(typed_section(PROPERTY_SCHEMAS[kind], entry, f"target.properties.{name}"))
+    return parse_targets(typed)
+
+
+def index_args_of(index: str, raw: dict) -> dict:
+    """``ltau.index_args`` checked against the index's schema (:data:`stages.schema.INDEX_ARGS`),
+    defaults filled in."""
+    from dataclasses import asdict
+
+    from pipeline.core.errors import check_choice
+    from stages.schema import INDEX_ARGS, typed_section
+
+    return asdict(typed_section(INDEX_ARGS[check_choice("ltau.index", index, INDEX_ARGS)], raw, "ltau.index_args"))

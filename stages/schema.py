@@ -84,8 +84,63 @@ class FimConfig:
 
 
 @dataclass(frozen=True)
+class CovarianceConfig:
+    """Exactly one of: a relative sigma (σ = relative · |value|), variances, or a matrix."""
+
+    relative: Any = None  # a number; values are checked where they are used (pipeline/scores/property_fim.py)
+    diagonal: Any = None  # a list of variances
+    matrix: Any = None  # a list of rows
+
+
+@dataclass(frozen=True)
+class CubicPropertyConfig:
+    """A property of a cubic crystal: ``lattice_constant`` (Å) or ``cohesive_energy`` (eV/atom)."""
+
+    type: str = MISSING
+    lattice: str = MISSING  # diamond | fcc | bcc
+    species: str = MISSING
+    covariance: CovarianceConfig = field(default_factory=CovarianceConfig)  # required: exactly one set
+    a_guess: float | None = None  # Å, where the lattice-constant search starts; None: ASE's reference
+    backend: str = "kimpy"  # kimpy | lammps (a cross-check)
+
+
+@dataclass(frozen=True)
+class ElasticConstantsConfig(CubicPropertyConfig):
+    """``elastic_constants``: relaxed C11, C12, C44 (GPa)."""
+
+    full: bool = False  # true is refused: see README
+
+
+PROPERTY_SCHEMAS = {"elastic_constants": ElasticConstantsConfig, "lattice_constant": CubicPropertyConfig,
+                    "cohesive_energy": CubicPropertyConfig}
+
+
+@dataclass(frozen=True)
+class FlatArgs:
+    """``ltau.index: Flat`` (exact search) takes no arguments."""
+
+
+@dataclass(frozen=True)
+class HnswArgs:
+    M: int = 32  # noqa: N815 - FAISS's names
+    efConstruction: int = 64  # noqa: N815
+    efSearch: int = 64  # noqa: N815
+
+
+@dataclass(frozen=True)
+class IvfpqArgs:
+    nlist: int = 256
+    m: int = 8  # sub-quantisers: must divide the descriptor dimension
+    nbits: int = 8
+    nprobe: int = 16
+
+
+INDEX_ARGS = {"Flat": FlatArgs, "HNSW": HnswArgs, "IVFPQ": IvfpqArgs}
+
+
+@dataclass(frozen=True)
 class TargetConfig:
-    # {name: {type, lattice, species, a_guess, full, covariance: {relative|diagonal|matrix: ...}}}
+    # {name: {type, ...}}, each checked against PROPERTY_SCHEMAS[type] (typed_section)
     properties: dict[str, Any] = field(default_factory=dict)
     derivative: DerivativeConfig = field(default_factory=DerivativeConfig)
 
@@ -127,7 +182,7 @@ class LtauConfig:
     bin_spacing: str = "log"  # log | linear
     range: list[float] | None = None  # [lo, hi] in eV/Å; null: smallest positive (log) or smallest, to largest
     index: str = "Flat"  # Flat | HNSW | IVFPQ (FAISS)
-    index_args: dict[str, Any] = field(default_factory=dict)  # HNSW: M, efConstruction, efSearch; IVFPQ: nlist, m, nbits, nprobe
+    index_args: dict[str, Any] = field(default_factory=dict)  # checked against INDEX_ARGS[index] (typed_section)
     k: int = 10  # nearest training atoms whose PDFs are averaged
 
 
@@ -173,6 +228,21 @@ def _writable(node) -> None:
         child = node._get_node(key)  # the raw node: MISSING values are not resolved
         if isinstance(child, (DictConfig, ListConfig)) and not child._is_missing():
             _writable(child)
+
+
+def typed_section(schema, raw, where: str):
+    """``raw`` (a mapping) checked against the dataclass ``schema``, its defaults filled
+    in: the frozen dataclass, or :class:`ConfigError` naming ``where`` and the key."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pipeline.core.errors import ConfigError
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(mergeable(schema), OmegaConf.create(dict(raw))))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", "") or ""
+        raise ConfigError(f"{where}{'.' + key if key else ''}: {str(err).splitlines()[0]} "
+                          f"(expected the keys of {schema.__name__}: {[f for f in schema.__dataclass_fields__]})") from err
 
 
 def register() -> None:

@@ -21,10 +21,9 @@ from pipeline.models.transforms import TRANSFORMS
 from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
 from pipeline.scores.matching import PRECONDITIONS, SOLVERS, check_options
-from pipeline.scores.property_fim import parse_targets
 from stages.common import LOG_LEVELS
 from stages.match import CANDIDATES
-from stages.models import potential_of
+from stages.models import index_args_of, potential_of, targets_of
 from stages.schema import Config
 
 CHOICES = {  # option -> allowed values
@@ -58,10 +57,11 @@ def validate(cfg: Config) -> Config:
     model = make_potential(potential_of(cfg.potential))
     spec.check(model.parameter_extents(), cfg.potential.kim_id or cfg.potential.calculator)
     if cfg.target.properties:
-        parse_targets(cfg.target.properties)
+        targets_of(cfg.target.properties)
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation, m.weight_upper_bound)
     check_k(cfg.ltau.k)
+    index_args_of(cfg.ltau.index, cfg.ltau.index_args)
     if cfg.fim.derivative.method == "numdifftools":
         numdifftools_jacobian(None, json.dumps(cfg.fim.derivative.numdifftools))
     if cfg.runtime.workers < 0:

@@ -53,7 +53,8 @@ def test_largest_sample_is_kept_and_linear_midpoints_are_arithmetic():
     assert ranged.clipped == 1 and ranged.pdfs[0].tolist() == [0.5, 0.5]
 
 
-@pytest.mark.parametrize("kind,args", [("HNSW", {"M": 16, "efSearch": 128}), ("IVFPQ", {"nlist": 8, "m": 4, "nprobe": 8})])
+@pytest.mark.parametrize("kind,args", [("HNSW", {"M": 16, "efConstruction": 64, "efSearch": 128}),
+                                       ("IVFPQ", {"nlist": 8, "m": 4, "nbits": 8, "nprobe": 8})])
 def test_approximate_indexes_are_close(kind, args):
     train, query, logs = data(n_train=2000, seed=1)
     fit = ltau.fit_pdfs(ltau.error_samples(logs, len(train), ["a", "b"]), 30, "log")

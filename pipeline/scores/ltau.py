@@ -84,27 +84,27 @@ def fit_pdfs(errors: np.ndarray, nbins: int, spacing: str, lo: float | None = No
 
 def build_index(train: np.ndarray, kind: str, args: dict):
     """A FAISS index of the training descriptors: ``Flat`` (exact), ``HNSW`` (args M,
-    efConstruction, efSearch) or ``IVFPQ`` (args nlist, m, nbits, nprobe)."""
+    efConstruction, efSearch) or ``IVFPQ`` (args nlist, m, nbits, nprobe), every
+    argument given (their defaults: stages/schema.py INDEX_ARGS)."""
     faiss = load_faiss("LTAU")
     check_choice("ltau.index", kind, INDEXES)
     d, x = train.shape[1], np.ascontiguousarray(train, dtype=np.float32)
     allowed = {"Flat": set(), "HNSW": {"M", "efConstruction", "efSearch"}, "IVFPQ": {"nlist", "m", "nbits", "nprobe"}}
-    unknown = set(args) - allowed[kind]
-    if unknown:
-        raise ConfigError(f"ltau.index_args: {kind} takes {sorted(allowed[kind])}, got {sorted(unknown)}")
+    if set(args) != allowed[kind]:
+        raise ConfigError(f"ltau.index_args: {kind} takes {sorted(allowed[kind])}, got {sorted(args)}")
     if kind == "Flat":
         index = faiss.IndexFlatL2(d)
     elif kind == "HNSW":
-        index = faiss.IndexHNSWFlat(d, int(args.get("M", 32)))
-        index.hnsw.efConstruction = int(args.get("efConstruction", 64))
-        index.hnsw.efSearch = int(args.get("efSearch", 64))
+        index = faiss.IndexHNSWFlat(d, int(args["M"]))
+        index.hnsw.efConstruction = int(args["efConstruction"])
+        index.hnsw.efSearch = int(args["efSearch"])
     else:
-        m = int(args.get("m", 8))
+        m = int(args["m"])
         if d % m:
             raise ConfigError(f"ltau.index_args.m: must divide the descriptor dimension {d}, got {m}")
-        index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, int(args.get("nlist", 256)), m, int(args.get("nbits", 8)))
+        index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, int(args["nlist"]), m, int(args["nbits"]))
         index.train(x)
-        index.nprobe = int(args.get("nprobe", 16))
+        index.nprobe = int(args["nprobe"])
     index.add(x)
     return index
 

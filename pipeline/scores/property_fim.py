@@ -129,8 +129,10 @@ def check_how(where: str, how: str) -> str:
 
 
 def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
-    """Targets from ``target.properties``: ``{name: {type, lattice, species, a_guess,
-    full, backend, covariance: {relative | diagonal | matrix: value}}}``."""
+    """Targets from complete entries ``{name: {type, lattice, species, a_guess, backend,
+    covariance: {relative, diagonal, matrix} (exactly one not None), and for
+    elastic_constants full}}``, as the schema (stages/schema.py PROPERTY_SCHEMAS) fills
+    them in."""
     if not raw:
         raise ConfigError("target.properties: expected at least one property, got none")
     out = []
@@ -140,14 +142,14 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
         kind = entry.pop("type", None)
         if kind not in PROPERTIES:
             raise ConfigError(f"{where}.type: expected one of {sorted(PROPERTIES)}, got {kind!r}")
-        cov = dict(entry.pop("covariance", {"relative": 0.1}))
+        cov = {k: v for k, v in dict(entry.pop("covariance", None) or {}).items() if v is not None}
         if len(cov) != 1:
             raise ConfigError(f"{where}.covariance: expected exactly one of {list(COVARIANCES)}, got {sorted(cov)}")
         (how, value), = cov.items()
         check_how(f"{where}.covariance", how)
         check_covariance_values(f"{where}.covariance.{how}", how, value)
-        full = bool(entry.pop("full", False))
-        backend = entry.pop("backend", "kimpy")
+        full = bool(entry.pop("full")) if kind == "elastic_constants" else False
+        backend = entry.pop("backend")
         if backend not in BACKENDS:
             raise ConfigError(f"{where}.backend: expected one of {list(BACKENDS)}, got {backend!r}")
         if full:
@@ -157,7 +159,7 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
                 "C55 = C66 = C44 would count each measurement three times, and the other 12 are zero by "
                 "symmetry, so full: true is refused for every lattice here (diamond, fcc, bcc)")
         try:
-            c = properties.crystal(entry.pop("lattice"), entry.pop("species"), entry.pop("a_guess", None))
+            c = properties.crystal(entry.pop("lattice"), entry.pop("species"), entry.pop("a_guess"))
         except KeyError as err:
             raise ConfigError(f"{where}: missing {err.args[0]!r}") from None
         if entry:

@@ -18,7 +18,6 @@ from pipeline.atoms.descriptor_set import descriptor_set
 from pipeline.atoms.hashing import image_hashes
 from pipeline.core import plots
 from pipeline.core.atomic import staged
-from pipeline.core.errors import InputError
 from pipeline.core.outputs import (
     IMAGE_HASH,
     QUESTS_DELTA_ENTROPY_SCORE,
@@ -38,11 +37,8 @@ OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "delta_e
 
 def reference(cfg: Config, frames, per_image) -> np.ndarray:
     q = cfg.quests
-    if q.reference in ("train", "all"):
-        chosen = [x for a, x in zip(frames, per_image) if q.reference == "all" or a.info.get(SPLIT.key) == "train"]
-        if not chosen:
-            raise InputError("quests.reference=train: no image is in the train split")
-        return np.concatenate(chosen)
+    if q.reference in entropy.SPLIT_REFERENCES:
+        return entropy.split_reference(per_image, [a.info.get(SPLIT.key, "train") for a in frames], q.reference)
     path, = expand_paths([q.reference], cfg.dataset.root, "quests.reference")
     ref = read_checked(path, cfg.dataset.min_distance)
     d = cfg.descriptors

@@ -39,6 +39,19 @@ IVF_FROM = 50_000  # knn with sampling: reference sets this large are searched b
 NPROBE = 8
 
 
+SPLIT_REFERENCES = ("train", "all")  # quests.reference values that name a part of the dataset, not a file
+
+
+def split_reference(per_image: list[np.ndarray], splits: list[str], which: str) -> np.ndarray:
+    """The reference environments (n, d) that ``which`` names: every image's (``all``)
+    or the train split's (``train``)."""
+    check_choice("quests.reference", which, SPLIT_REFERENCES)
+    chosen = [x for x, split in zip(per_image, splits) if which == "all" or split == "train"]
+    if not chosen:
+        raise InputError("quests.reference=train: no image is in the train split")
+    return np.concatenate(chosen)
+
+
 def check_descriptors(x: np.ndarray, what: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) == 0:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 
@@ -59,11 +60,12 @@ def task(name: str, n: int) -> dict:
 
         frames = cells(n // 64)
         workers = 2 if name.endswith("2procs") else 0
+        describe = partial(quests, k=DESCRIPTOR.k, cutoff=DESCRIPTOR.cutoff)
         with open_executor("process" if workers else "serial", workers or 1, None) as ex:
-            list(ex.map(quests, frames[:2]))  # workers started and warm
+            list(ex.map(describe, frames[:2]))  # workers started and warm
             start = time.perf_counter()
-            count = sum(len(d) for d in ex.map(quests, frames, chunksize=16) if workers) if workers else \
-                sum(len(quests(a, DESCRIPTOR.k, DESCRIPTOR.cutoff)) for a in frames)
+            count = sum(len(d) for d in ex.map(describe, frames, chunksize=16)) if workers else \
+                sum(len(describe(a)) for a in frames)
         return {"seconds": time.perf_counter() - start, "environments": count}
     if name == "descriptors-quests":
         from quests.descriptor import get_descriptors

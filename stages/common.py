@@ -115,6 +115,17 @@ def read_images(path: Path, unique: bool = False) -> list:
     return frames
 
 
+def read_json(path: Path, made_by: str) -> dict:
+    """A stage's JSON input; a missing or malformed file is an :class:`InputError`
+    saying what makes it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: no such file (run {made_by} first)") from err
+    except ValueError as err:
+        raise InputError(f"{path}: not JSON: {err}") from err
+
+
 def load_descriptors(path: Path, hashes: list[str]) -> list[np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:

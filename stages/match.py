@@ -9,7 +9,6 @@ selected candidates in input order), selected.extxyz (those candidates, info
 Orchestrator writes it), metrics.json, weights.png and summary.json.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import numpy as np
 
 from pipeline.core import plots
 from pipeline.core.atomic import staged
-from pipeline.core.errors import InputError, check_choice
 from pipeline.core.outputs import (
     CANDIDATE,
     FIM_MATCHING_WEIGHT_SCORE,
@@ -26,62 +24,45 @@ from pipeline.core.outputs import (
     FIM_QUANTITY,
     IMAGE_HASH,
     SOURCE,
-    SPLIT,
 )
 from pipeline.core.timing import Timers
-from pipeline.scores.matching import candidate_fims, match
-from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
+from pipeline.scores.matching import candidate_fims, candidate_rows, match, selection
+from stages.common import as_dict, json_bytes, read_images, read_json, reproducible, stage_main, write_summary
 from stages.schema import Config
 
 log = logging.getLogger("atomsieve")
-CANDIDATES = ("train", "all")
 OUTPUTS = ("weights.json", "selected.extxyz", "candidates.extxyz", "metrics.json", "weights.png", "weights.csv",
            "spectra.png", "summary.json")
 
 
-def read_target(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise InputError(f"{path}: no such file (run the fim_property stage first)") from err
-    except ValueError as err:
-        raise InputError(f"{path}: not JSON: {err}") from err
-
-
 def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     m, timers = cfg.matching, Timers()
-    check_choice("matching.candidates", m.candidates, CANDIDATES)
     rows = read_images(fims)
-    frames = [a for a in rows if m.candidates == "all" or a.info.get(SPLIT.key, "train") == "train"]
-    if not frames:
-        raise InputError(f"{fims}: no candidate images (matching.candidates={m.candidates})")
-    goal = read_target(target)
+    frames = candidate_rows(rows, m.candidates, str(fims))
+    goal = read_json(target, "the fim_property stage")
     f_target = np.array(goal[FIM_PROPERTY_SCORE.key], dtype=float)
     candidates = candidate_fims(frames, f_target, goal["labels"], str(fims))
     with timers("match"):
         result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound,
                        m.max_violation)
-    chosen = [frames[i] for i in result.selected]
-    weights = {a.info[CANDIDATE.key]: {"image_hash": a.info[IMAGE_HASH.key], "quantity": a.info[FIM_QUANTITY.key],
-                                       "mask": mask_of(a.info[CANDIDATE.key]), "weight": float(result.weights[i])}
-               for a, i in zip(chosen, result.selected)}
+    weights, chosen = selection(frames, result), [frames[i] for i in result.selected]
     if len(frames) < len(rows):
         log.info("matching sees %d of %d candidates: the %s split (matching.candidates=all for every one)",
                  len(frames), len(rows), m.candidates)
     metrics = {"candidates": len(frames), "not_candidates": len(rows) - len(frames), "selected": len(chosen),
-               "sum_weights": float(result.weights.sum()),
-               "min_eigenvalue_rel": result.min_eigenvalue, "solver": result.solver, "status": result.status}
+               "sum_weights": float(result.weights.sum()), "min_eigenvalue_rel": result.min_eigenvalue,
+               "solver": result.solver, "status": result.status}
     weight_of = {a.info[CANDIDATE.key]: float(w) for a, w in zip(frames, result.weights)}
+    for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
+        atoms.info[FIM_MATCHING_WEIGHT_SCORE.key] = weight_of.get(atoms.info[CANDIDATE.key], 0.0)
+    labels = [f"{a.info.get(SOURCE.key, a.info[IMAGE_HASH.key][:11])} {a.info[FIM_QUANTITY.key]}" for a in chosen]
+    values = np.array([w["weight"] for w in weights.values()])
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_csv, t_spectra,
                                                       t_summary):
         t_w.write_bytes(json_bytes(weights))
-        for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
-            atoms.info[FIM_MATCHING_WEIGHT_SCORE.key] = weight_of.get(atoms.info[CANDIDATE.key], 0.0)
-        ase.io.write(t_xyz, [a for a in rows if a.info[CANDIDATE.key] in weights], format="extxyz")
+        ase.io.write(t_xyz, chosen, format="extxyz")
         ase.io.write(t_all, rows, format="extxyz")
         t_metrics.write_bytes(json_bytes(reproducible(metrics, ("min_eigenvalue_rel",))))
-        labels = [f"{a.info.get(SOURCE.key, a.info[IMAGE_HASH.key][:11])} {a.info[FIM_QUANTITY.key]}" for a in chosen]
-        values = np.array([w["weight"] for w in weights.values()])
         plots.weights(labels, values, t_png, f"{len(chosen)} of {len(frames)} candidates selected\nsum of weights "
                       f"{values.sum():.4g}, |F_target| = {np.linalg.norm(f_target):.3g}", m.weight_upper_bound)
         t_csv.write_text("candidate,weight\n" + "".join(f"{lab},{v!r}\n" for lab, v in zip(labels, values)))
@@ -89,12 +70,6 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
                       "Candidate FIMs (selected in orange) against the target's eigenvalues")
         done = write_summary(t_summary, "match", as_dict(m), metrics, timers, {"solver_seconds": result.seconds})
     return done
-
-
-def mask_of(candidate: str) -> str | None:
-    """The mask digest of a candidate id (``hash:quantity[:mask]``), or None."""
-    parts = candidate.split(":")
-    return parts[2] if len(parts) > 2 else None
 
 
 def main() -> None:

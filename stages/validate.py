@@ -20,9 +20,8 @@ from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
 from pipeline.models.transforms import TRANSFORMS
 from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
-from pipeline.scores.matching import PRECONDITIONS, SOLVERS, check_options
+from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_options
 from stages.common import LOG_LEVELS
-from stages.match import CANDIDATES
 from stages.models import index_args_of, potential_of, targets_of
 from stages.schema import Config
 

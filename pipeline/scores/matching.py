@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
-from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_QUANTITY, FIM_TRAINING_SET_SCORE
+from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_QUANTITY, FIM_TRAINING_SET_SCORE, IMAGE_HASH, SPLIT
 from pipeline.models.parameters import label_text
 from pipeline.models.transforms import import_information_matching
 
@@ -39,6 +39,30 @@ class Match:
     solver: str
     min_eigenvalue: float  # λ_min(Σ w F − F_target) / ‖F_target‖ over the kept weights
     seconds: float
+
+
+CANDIDATES = ("train", "all")  # matching.candidates: which rows may be selected
+
+
+def candidate_rows(rows, which: str, where: str) -> list:
+    """The rows that may be selected: the train split's (``train``) or all (``all``)."""
+    check_choice("matching.candidates", which, CANDIDATES)
+    chosen = [a for a in rows if which == "all" or a.info.get(SPLIT.key, "train") == "train"]
+    if not chosen:
+        raise InputError(f"{where}: no candidate images (matching.candidates={which})")
+    return chosen
+
+
+def selection(frames, result: "Match") -> dict[str, dict]:
+    """``{candidate: {image_hash, quantity, mask, weight}}`` of the selected candidates,
+    in input order (the mask digest is the id's third part, None where unmasked)."""
+    out = {}
+    for i in result.selected:
+        name = frames[i].info[CANDIDATE.key]
+        parts = name.split(":")
+        out[name] = {"image_hash": frames[i].info[IMAGE_HASH.key], "quantity": frames[i].info[FIM_QUANTITY.key],
+                     "mask": parts[2] if len(parts) > 2 else None, "weight": float(result.weights[i])}
+    return out
 
 
 def candidate_fims(frames, target: np.ndarray, target_labels: dict, where: str) -> np.ndarray:

@@ -227,8 +227,7 @@ def read_all(
         if UNSAFE_NAME.search(str(path)):
             raise InputError(f"dataset.paths: {str(path)!r}: a file name with a control character or a double "
                              "quote cannot be recorded in extxyz; rename the file")
-        for i, atoms in enumerate(read_frames(path)):
-            check_frame(atoms, Source(str(path), i), min_distance)
+        for i, atoms in enumerate(read_checked(path, min_distance)):
             check_required(atoms, Source(str(path), i), require)
             frames.append(atoms)
             sources.append(Source(str(path), i))

@@ -47,11 +47,14 @@ def _imported(name: str, path: Path) -> set[str]:
                 base = ".".join(parts + ([base] if base else []))
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)  # submodules named in the import
-    out = set()
-    for module in found:
-        parts = module.split(".")
-        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))  # parents run their __init__
+    out = {m for module in found for m in _with_parents(module)}  # parents run their __init__
     return {m for m in out if module_path(m) is not None}
+
+
+def _with_parents(name: str) -> list[str]:
+    """``a.b.c`` and the packages that hold it: ``a``, ``a.b``, ``a.b.c``."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 @lru_cache(maxsize=None)
@@ -71,8 +74,7 @@ def closure(*roots: str) -> tuple[str, ...]:
 def _imported_parents(name: str) -> list[str]:
     if module_path(name) is None:
         raise ValueError(f"{name!r} is not a module of this project ({', '.join(PACKAGES)})")
-    parts = name.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return _with_parents(name)
 
 
 def closure_files(*roots: str) -> tuple[str, ...]:

@@ -25,19 +25,26 @@ def _axes(path: Path, title: str, size: tuple[float, float] = (7, 4)) -> Iterato
         plt.close(fig)
 
 
+FLOOR = 1e-30  # eigenvalues are drawn clipped here, so that zeros show on a log axis
+
+
+def _eigenvalue_points(fims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (the FIM's index) and y (its eigenvalues, clipped at FLOOR) of every eigenvalue of
+    ``fims`` (n, P, P), P points per FIM."""
+    eig = np.clip(np.linalg.eigvalsh(np.asarray(fims)), FLOOR, None)  # (n, P)
+    return np.repeat(np.arange(len(eig)), eig.shape[1]), eig.reshape(-1)
+
+
 def eigenvalue_spectra(fims: np.ndarray, path: Path, title: str) -> None:
     """Eigenvalues of each FIM (n, P, P), one column of points per candidate, log scale;
     one scatter for all, so the cost grows as n with a small constant."""
-    floor = 1e-30
     with _axes(path, title) as ax:
         if len(fims):
-            eig = np.clip(np.linalg.eigvalsh(np.asarray(fims)), floor, None)  # (n, P)
-            x = np.repeat(np.arange(len(eig)), eig.shape[1])
-            ax.scatter(x, eig.reshape(-1), s=10 if len(eig) < 500 else 1, marker="_", color="C0",
-                       rasterized=True)
+            x, y = _eigenvalue_points(fims)
+            ax.scatter(x, y, s=10 if len(fims) < 500 else 1, marker="_", color="C0", rasterized=True)
         ax.set_yscale("log")
         ax.set_xlabel("candidate (order of fims.npz)")
-        ax.set_ylabel(f"FIM eigenvalue (clipped at {floor:g})")
+        ax.set_ylabel(f"FIM eigenvalue (clipped at {FLOOR:g})")
 
 
 def weights(labels: list[str], values: np.ndarray, path: Path, title: str, bound: float | None = None) -> None:
@@ -61,19 +68,16 @@ def spectra(candidates: np.ndarray, selected: np.ndarray, target: np.ndarray, pa
     """Eigenvalues of every candidate FIM (grey; selected ones orange) beside those of the
     target FIM (red lines): a candidate informs the target where its eigenvalues reach
     the target's."""
-    floor = 1e-30
-    eig = np.clip(np.linalg.eigvalsh(candidates), floor, None)  # (n, P)
-    x = np.repeat(np.arange(len(eig)), eig.shape[1])
-    chosen = np.repeat(selected, eig.shape[1])
+    x, y = _eigenvalue_points(candidates)
+    chosen = np.repeat(selected, candidates.shape[1])
     with _axes(path, title) as ax:
-        ax.scatter(x[~chosen], eig.reshape(-1)[~chosen], s=8, marker="_", color="0.6", label="candidate",
-                   rasterized=True)
-        ax.scatter(x[chosen], eig.reshape(-1)[chosen], s=30, marker="_", color="C1", label="selected")
-        for i, value in enumerate(np.clip(np.linalg.eigvalsh(target), floor, None)):
+        ax.scatter(x[~chosen], y[~chosen], s=8, marker="_", color="0.6", label="candidate", rasterized=True)
+        ax.scatter(x[chosen], y[chosen], s=30, marker="_", color="C1", label="selected")
+        for i, value in enumerate(np.clip(np.linalg.eigvalsh(target), FLOOR, None)):
             ax.axhline(value, color="C3", linewidth=1, label="target FIM" if i == 0 else None)
         ax.set_yscale("log")
         ax.set_xlabel("candidate (order of fims.extxyz)")
-        ax.set_ylabel(f"FIM eigenvalue (clipped at {floor:g})")
+        ax.set_ylabel(f"FIM eigenvalue (clipped at {FLOOR:g})")
         ax.legend(loc="lower right", fontsize=8)
 
 

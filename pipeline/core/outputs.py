@@ -56,6 +56,17 @@ ENERGY_OUTLIER_SCORE = Output("energy_outlier_score", "image", "scalar", "",
                               "robust z-score of the energy per atom (|z| > threshold: look before training)",
                               "energy_outlier: scores.json")
 
+def candidate_id(image_hash: str, quantity: str, mask_digest: str | None) -> str:
+    """A candidate's id, the value of ``candidate``: ``<image_hash>:<quantity>[:<mask digest>]``."""
+    return f"{image_hash}:{quantity}" + (f":{mask_digest}" if mask_digest else "")
+
+
+def mask_of(candidate: str) -> str | None:
+    """The mask digest in a candidate id, or None for an unmasked candidate."""
+    parts = candidate.split(":")
+    return parts[2] if len(parts) > 2 else None
+
+
 OUTPUTS = (IMAGE_HASH, SOURCE, SPLIT, CANDIDATE, FIM_QUANTITY, FIM_PARAMETERS, FIM_TRAINING_SET_SCORE,
            FIM_PROPERTY_SCORE, FIM_MATCHING_WEIGHT_SCORE, DESCRIPTORS, QUESTS_DELTA_ENTROPY_SCORE,
            QUESTS_DELTA_ENTROPY_STDERR, QUESTS_EFFICIENCY_SCORE, QUESTS_DIVERSITY_SCORE, LTAU_FORCES_UQ_SCORE, ENERGY_OUTLIER_SCORE)

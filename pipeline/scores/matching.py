@@ -17,7 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.core.errors import AtomsieveError, ConfigError, InputError, check_choice
-from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_QUANTITY, FIM_TRAINING_SET_SCORE, IMAGE_HASH, SPLIT
+from pipeline.core.outputs import (
+    CANDIDATE,
+    FIM_PARAMETERS,
+    FIM_QUANTITY,
+    FIM_TRAINING_SET_SCORE,
+    IMAGE_HASH,
+    SPLIT,
+    mask_of,
+)
 from pipeline.models.parameters import label_text
 from pipeline.models.transforms import import_information_matching
 
@@ -55,13 +63,12 @@ def candidate_rows(rows, which: str, where: str) -> list:
 
 def selection(frames, result: "Match") -> dict[str, dict]:
     """``{candidate: {image_hash, quantity, mask, weight}}`` of the selected candidates,
-    in input order (the mask digest is the id's third part, None where unmasked)."""
+    in input order (mask: the digest in the id, None where unmasked)."""
     out = {}
     for i in result.selected:
         name = frames[i].info[CANDIDATE.key]
-        parts = name.split(":")
         out[name] = {"image_hash": frames[i].info[IMAGE_HASH.key], "quantity": frames[i].info[FIM_QUANTITY.key],
-                     "mask": parts[2] if len(parts) > 2 else None, "weight": float(result.weights[i])}
+                     "mask": mask_of(name), "weight": float(result.weights[i])}
     return out
 
 

@@ -16,6 +16,7 @@ from pipeline.core.code_identity import code_digest
 from pipeline.core.errors import InputError
 from pipeline.core.executors import worker_resource
 from pipeline.core.fanout import get_or_compute
+from pipeline.core.outputs import candidate_id
 from pipeline.core.store import Store, entry_key, fingerprint
 from pipeline.models.derivatives import Derivative, resolve
 from pipeline.models.parameters import ParamSpec
@@ -40,7 +41,7 @@ class Candidate:
     @property
     def id(self) -> str:
         """``<image_hash>:<quantity>``, then ``:<mask digest>`` for a masked candidate."""
-        return f"{self.image_hash}:{self.quantity}" + (f":{self.mask_digest}" if self.mask is not None else "")
+        return candidate_id(self.image_hash, self.quantity, self.mask_digest or None)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Stage ``descriptors``: the per-atom descriptor of every image, through the store.
 
-Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
+Input ``--images`` (outputs/hash/images.extxyz); with ``descriptors.name: array`` the
+descriptors are that file's per-atom array ``descriptors.key``. Outputs in ``--out``
 (outputs/descriptors), all or none: descriptors.npz (``image_hash`` (n,), ``offsets``
 (n+1,), ``descriptors`` (atoms, d): image i's atoms are rows offsets[i]:offsets[i+1]),
 descriptors.extxyz (per-atom array ``descriptors``) and summary.json.
@@ -8,35 +9,36 @@ descriptors.extxyz (per-atom array ``descriptors``) and summary.json.
 
 from pathlib import Path
 
-import ase.io
 import numpy as np
 
-from pipeline.atoms.descriptor_set import descriptor_set
+from pipeline.core import extxyz
 from pipeline.core.atomic import staged
 from pipeline.core.outputs import DESCRIPTORS, IMAGE_HASH
 from pipeline.core.timing import Timers
 from stages.common import as_dict, read_images, stage_main, write_summary
-from stages.runtime import executor_factory, store_of
+from stages.described import describe_frames
+from stages.runtime import executor_factory
 from stages.schema import Config
 
 OUTPUTS = ("descriptors.npz", "descriptors.extxyz", "summary.json")
 
 
 def run(cfg: Config, out: Path, images: Path) -> dict:
-    d, timers = cfg.descriptors, Timers()
+    timers = Timers()
     frames = read_images(images, unique=True)
+    hashes = [a.info[IMAGE_HASH.key] for a in frames]
     with timers("descriptors"):
-        result = descriptor_set(frames, [a.info[IMAGE_HASH.key] for a in frames], d.name, d.k, d.cutoff,
-                                store_of(cfg), executor_factory(cfg.runtime))
+        result = describe_frames(cfg, frames, hashes, [f"{images}: image {h}" for h in hashes],
+                                 executor_factory(cfg.runtime))
     counts = {"images": len(frames), "atoms": len(result.values), "dimension": result.values.shape[1],
-              "computed": result.computed, "cached": len(frames) - result.computed}
+              "computed": result.computed, "cached": result.cached, "read": result.read}
     with staged([out / name for name in OUTPUTS]) as (t_npz, t_xyz, t_summary), timers("write"):
         with open(t_npz, "wb") as fh:
             np.savez(fh, image_hash=np.array(result.hashes), offsets=result.offsets, descriptors=result.values)
         for atoms, lo, hi in zip(frames, result.offsets[:-1], result.offsets[1:]):
             atoms.arrays[DESCRIPTORS.key] = result.values[lo:hi]
-        ase.io.write(t_xyz, frames, format="extxyz")
-        done = write_summary(t_summary, "descriptors", as_dict(d), counts, timers)
+        extxyz.write(t_xyz, frames)
+        done = write_summary(t_summary, "descriptors", as_dict(cfg.descriptors), counts, timers)
     return done
 
 

@@ -11,10 +11,10 @@ and eigenvalues.png.
 
 from pathlib import Path
 
-import ase.io
 import numpy as np
 
 from pipeline.atoms import dataset
+from pipeline.core import extxyz
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
 from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_QUANTITY, FIM_TRAINING_SET_SCORE, IMAGE_HASH
@@ -60,7 +60,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
             atoms.info.update({CANDIDATE.key: c.id, FIM_QUANTITY.key: c.quantity, FIM_PARAMETERS.key: names,
                                FIM_TRAINING_SET_SCORE.key: fim})
             rows.append(atoms)
-        ase.io.write(t_xyz, rows, format="extxyz")
+        extxyz.write(t_xyz, rows)
         with open(t_npz, "wb") as fh:
             np.savez(fh, candidate=np.array([c.id for c in cands]), image_hash=np.array([c.image_hash for c in cands]),
                      quantity=np.array([c.quantity for c in cands]), mask=np.array([c.mask_digest for c in cands]),

@@ -3,14 +3,15 @@
 Outputs in ``--out`` (default outputs/hash), all or none: images.extxyz (unique images
 with info ``image_hash``, ``source`` and ``split``; an image whose copies ask for other
 FIM quantities or masks (``fim.quantity_key``, ``fim.mask_key``) has a row per distinct
-request), manifest.json, metrics.json and summary.json.
+request; with ``descriptors.name: array`` each frame's per-atom ``descriptors.key``
+array, checked, exactly), manifest.json, metrics.json and summary.json.
 """
 
 from pathlib import Path
 
-import ase.io
-
 from pipeline.atoms import dataset
+from pipeline.atoms.arrays import CARRIED, arrays_of
+from pipeline.core import extxyz
 from pipeline.core.atomic import staged
 from pipeline.core.outputs import IMAGE_HASH, SOURCE, SPLIT
 from pipeline.core.timing import Timers
@@ -24,9 +25,12 @@ def run(cfg: Config, out: Path) -> dict:
     d, timers = cfg.dataset, Timers()
     with timers("read"):
         frames, sources = dataset.read_all(d.paths, d.require, d.root, d.min_distance)
+    carried = (cfg.descriptors.key,) if cfg.descriptors.name == CARRIED else ()
+    for key in carried:  # descriptors the data carries: checked here, where file and frame are known
+        arrays_of(frames, key, [f"{s.path}: frame {s.frame}" for s in sources])
     requests = [dataset.request(a, cfg.fim.quantity_key, cfg.fim.mask_key) for a in frames]
     with timers("hash"):
-        ds = dataset.deduplicate(frames, sources, d.on_conflict, requests)
+        ds = dataset.deduplicate(frames, sources, d.on_conflict, requests, carried)
     unique = list(dict.fromkeys(ds.hashes))
     test = dict(zip(unique, dataset.split(unique, d.test_fraction, d.seed)))
     split = ["test" if test[h] else "train" for h in ds.hashes]
@@ -42,10 +46,11 @@ def run(cfg: Config, out: Path) -> dict:
               for a, h, s, p in zip(ds.images, ds.hashes, ds.sources, split)]
     with staged([out / name for name in OUTPUTS]) as (t_images, t_manifest, t_metrics, t_summary):
         with timers("write"):
-            ase.io.write(t_images, images, format="extxyz")
+            extxyz.write(t_images, images)
             t_manifest.write_bytes(json_bytes(dataset.manifest(ds, split)))
             t_metrics.write_bytes(json_bytes(reproducible(counts)))
-        params = {**as_dict(d), "fim.quantity_key": cfg.fim.quantity_key, "fim.mask_key": cfg.fim.mask_key}
+        params = {**as_dict(d), "fim.quantity_key": cfg.fim.quantity_key, "fim.mask_key": cfg.fim.mask_key,
+                  "descriptors.name": cfg.descriptors.name, "descriptors.key": cfg.descriptors.key}
         done = write_summary(t_summary, "hash", params, counts, timers)
     return done
 

@@ -8,10 +8,9 @@ Outputs in ``--out`` (outputs/ltau), all or none: uncertainty.extxyz (per-atom
 
 from pathlib import Path
 
-import ase.io
 import numpy as np
 
-from pipeline.core import plots
+from pipeline.core import extxyz, plots
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
 from pipeline.core.outputs import IMAGE_HASH, LTAU_FORCES_UQ_SCORE, SPLIT
@@ -48,7 +47,7 @@ def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> d
         for atoms in frames:
             atoms.arrays[LTAU_FORCES_UQ_SCORE.key] = score[start:start + len(atoms)]
             start += len(atoms)
-        ase.io.write(t_xyz, frames, format="extxyz")
+        extxyz.write(t_xyz, frames)
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         plots.histogram(plots.by_split(frames, score, SPLIT.key), t_png, "LTAU force uncertainty (eV/Å)",
                         f"Expected force error per atom ({cfg.ltau.k} nearest training atoms)", t_csv)

@@ -12,10 +12,9 @@ Orchestrator writes it), metrics.json, weights.png and summary.json.
 import logging
 from pathlib import Path
 
-import ase.io
 import numpy as np
 
-from pipeline.core import plots
+from pipeline.core import extxyz, plots
 from pipeline.core.atomic import staged
 from pipeline.core.outputs import (
     CANDIDATE,
@@ -60,8 +59,8 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_csv, t_spectra,
                                                       t_summary):
         t_w.write_bytes(json_bytes(weights))
-        ase.io.write(t_xyz, chosen, format="extxyz")
-        ase.io.write(t_all, rows, format="extxyz")
+        extxyz.write(t_xyz, chosen)
+        extxyz.write(t_all, rows)
         t_metrics.write_bytes(json_bytes(reproducible(metrics, ("min_eigenvalue_rel",))))
         plots.weights(labels, values, t_png, f"{len(chosen)} of {len(frames)} candidates selected\nsum of weights "
                       f"{values.sum():.4g}, |F_target| = {np.linalg.norm(f_target):.3g}", m.weight_upper_bound)

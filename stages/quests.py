@@ -10,13 +10,9 @@ metrics.json (DVC metrics), delta_entropy.extxyz (per-atom
 
 from pathlib import Path
 
-import ase.io
 import numpy as np
 
-from pipeline.atoms.dataset import expand_paths, read_checked
-from pipeline.atoms.descriptor_set import descriptor_set
-from pipeline.atoms.hashing import image_hashes
-from pipeline.core import plots
+from pipeline.core import extxyz, plots
 from pipeline.core.atomic import staged
 from pipeline.core.outputs import (
     IMAGE_HASH,
@@ -29,20 +25,20 @@ from pipeline.core.outputs import (
 from pipeline.core.timing import Timers
 from pipeline.scores import entropy
 from stages.common import as_dict, json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
-from stages.runtime import store_of
+from stages.described import check_width, descriptors_of_file
 from stages.schema import Config
 
 OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "delta_entropy.csv", "summary.json")
 
 
 def reference(cfg: Config, frames, per_image) -> np.ndarray:
+    """The environments dH is measured against: a split of the dataset, or those of the
+    file ``quests.reference`` names (frames, or a .npy array), of the dataset's width."""
     q = cfg.quests
     if q.reference in entropy.SPLIT_REFERENCES:
         return entropy.split_reference(per_image, [a.info.get(SPLIT.key, "train") for a in frames], q.reference)
-    path, = expand_paths([q.reference], cfg.dataset.root, "quests.reference")
-    ref = read_checked(path, cfg.dataset.min_distance)
-    d = cfg.descriptors
-    return descriptor_set(ref, image_hashes(ref), d.name, d.k, d.cutoff, store_of(cfg)).values
+    ref, _ = descriptors_of_file(cfg, q.reference, "quests.reference")
+    return check_width(ref, per_image[0].shape[1], f"quests.reference={q.reference}", "the dataset")
 
 
 def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
@@ -50,7 +46,7 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     frames = read_images(images, unique=True)
     per_image = load_descriptors(descriptors, [a.info[IMAGE_HASH.key] for a in frames])
     x = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
-    ref = entropy.check_descriptors(reference(cfg, frames, per_image), f"quests.reference={q.reference}")
+    ref = reference(cfg, frames, per_image)
     args = (q.bandwidth, q.method, q.batch_size, q.knn_k, q.knn_far_samples, q.seed)
     with timers("entropy"):
         own = entropy.kernel_sums(x, x, *args)
@@ -71,7 +67,7 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
             atoms.arrays[QUESTS_DELTA_ENTROPY_SCORE.key] = d_h[start:start + len(atoms)]
             atoms.arrays[QUESTS_DELTA_ENTROPY_STDERR.key] = against.stderr[start:start + len(atoms)]
             start += len(atoms)
-        ase.io.write(t_xyz, frames, format="extxyz")
+        extxyz.write(t_xyz, frames)
         plots.histogram(plots.by_split(frames, d_h, SPLIT.key), t_png, "delta entropy dH (nats)",
                         f"How new each atom's environment is to the reference ({q.reference})", t_csv)
         done = write_summary(t_summary, "quests", {"quests": as_dict(q), "descriptors": as_dict(cfg.descriptors)},

@@ -156,10 +156,39 @@ class MatchingConfig:
 
 
 @dataclass(frozen=True)
+class SoapConfig:
+    """dscribe's SOAP (``descriptors.name: soap``)."""
+
+    species: list[str] = field(default_factory=list)  # every element the data holds; fixes the feature layout
+    r_cut: float = 5.0  # Å
+    n_max: int = 8  # radial basis functions
+    l_max: int = 6  # spherical harmonics degree
+    sigma: float = 1.0  # Å, width of the atomic Gaussians
+    rbf: str = "gto"  # gto | polynomial
+    periodic: bool = True  # use each frame's cell and pbc
+
+
+@dataclass(frozen=True)
+class AcsfConfig:
+    """dscribe's ACSF (``descriptors.name: acsf``): Behler-Parrinello symmetry functions."""
+
+    species: list[str] = field(default_factory=list)
+    r_cut: float = 6.0  # Å
+    g2_params: list[list[float]] = field(default_factory=lambda: [[1.0, 0.0], [1.0, 2.0], [1.0, 4.0]])  # (η 1/Å², R_s Å)
+    g3_params: list[float] = field(default_factory=list)  # κ (1/Å)
+    g4_params: list[list[float]] = field(default_factory=lambda: [[0.005, 1.0, 1.0], [0.005, 1.0, -1.0]])  # (η, ζ, λ)
+    g5_params: list[list[float]] = field(default_factory=list)  # (η, ζ, λ)
+    periodic: bool = True
+
+
+@dataclass(frozen=True)
 class DescriptorConfig:
-    name: str = "quests"  # a key of pipeline.atoms.descriptors.DESCRIPTORS
-    k: int = 32  # nearest neighbours
-    cutoff: float = 5.0  # Å
+    name: str = "quests"  # quests | soap | acsf | array (pipeline.atoms.descriptors.DESCRIPTORS)
+    k: int = 32  # quests: nearest neighbours
+    cutoff: float = 5.0  # quests: Å
+    key: str = "descriptors"  # array: the per-atom extxyz array every frame carries (Orchestrator's descriptors_key)
+    soap: SoapConfig = field(default_factory=SoapConfig)
+    acsf: AcsfConfig = field(default_factory=AcsfConfig)
 
 
 @dataclass(frozen=True)
@@ -170,13 +199,16 @@ class QuestsConfig:
     knn_k: int = 32  # knn: nearest neighbours summed exactly per point
     knn_far_samples: int = 2048  # knn: reference points sampled per 256 queries for the rest; 0: truncate
     seed: int = 0  # knn: seed of the far-field samples
-    reference: str = "train"  # train | all | an extxyz file: the set dH is measured against
+    reference: str = "train"  # train | all | a file of frames (their descriptors) | a .npy (N, d): what dH is against
     legacy_inf: bool = False  # dH = +inf where the plain kernel sum underflows (as the quests package)
 
 
 @dataclass(frozen=True)
 class LtauConfig:
-    train_images: str = MISSING  # extxyz of the training configurations: their atoms are the logs' columns
+    # the training atoms, the logs' columns; exactly one of: frames (their descriptors, by
+    # descriptors.name) or a .npy (N, d) of their descriptors (Orchestrator's train_descriptors)
+    train_images: str | None = None
+    train_descriptors: str | None = None
     error_logs: list[str] = MISSING  # .npy arrays (T, N) or (T, N, 3), eV/Å; several: an ensemble, pooled
     nbins: int = 100
     bin_spacing: str = "log"  # log | linear

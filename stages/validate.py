@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths
-from pipeline.atoms.descriptors import DESCRIPTORS
+from pipeline.atoms.descriptors import DESCRIPTORS, check_settings
 from pipeline.core.errors import ConfigError, check_choice
 from pipeline.core.executors import EXECUTORS
 from pipeline.models import parameters
@@ -22,6 +22,8 @@ from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
 from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_options
 from stages.common import LOG_LEVELS
+from stages.described import descriptor_args
+from stages.ltau_fit import training_source
 from stages.models import index_args_of, potential_of, targets_of
 from stages.schema import Config
 
@@ -59,6 +61,8 @@ def validate(cfg: Config) -> Config:
         targets_of(cfg.target.properties)
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation, m.weight_upper_bound)
+    check_settings(*descriptor_args(cfg.descriptors))
+    training_source(cfg.ltau)
     check_k(cfg.ltau.k)
     index_args_of(cfg.ltau.index, cfg.ltau.index_args)
     if cfg.fim.derivative.method == "numdifftools":
@@ -82,5 +86,6 @@ def files(cfg: Config) -> list[Path]:
     out += expand_paths(cfg.fim.mask_files, root, "fim.mask_files")
     if cfg.quests.reference not in ("train", "all"):
         out += expand_paths([cfg.quests.reference], root, "quests.reference")
-    out += expand_paths([cfg.ltau.train_images], root, "ltau.train_images")
+    out += expand_paths([v for v in (cfg.ltau.train_images,) if v is not None], root, "ltau.train_images")
+    out += expand_paths([v for v in (cfg.ltau.train_descriptors,) if v is not None], root, "ltau.train_descriptors")
     return out + expand_paths(cfg.ltau.error_logs, root, "ltau.error_logs")

@@ -73,7 +73,7 @@ def test_bad_inputs(prepared):
         (["--descriptors", str(nan), "--images", images], [], "NaN or inf (rows [3]"),
         (["--descriptors", str(tmp / "desc/descriptors.npz"), "--images", images],
          [f"quests.reference={ref}", "descriptors.k=8", f"store.path={tmp / 'store'}", f"dataset.root={tmp}"],
-         "does not match the reference's 15"),
+         "expected descriptors of width 63 (those of the dataset), got 15"),
         (["--descriptors", str(tmp / "desc/descriptors.npz"), "--images", images],
          [f"quests.reference={ref}", f"dataset.root={tmp / 'hash'}"],
          f"quests.reference: {ref} is outside dataset.root='{tmp / 'hash'}', the folder whose changes DVC tracks"),

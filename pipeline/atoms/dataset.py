@@ -209,11 +209,18 @@ def check_required(atoms: Atoms, source: Source, require: Sequence[str]) -> None
 
 
 def same_labels(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
-    """Whether two label sets agree, within what extxyz preserves."""
+    """Whether two label sets agree, within what extxyz preserves (labels) or exactly
+    (per-atom arrays, keyed ``array:<name>``)."""
     return a.keys() == b.keys() and all(
-        a[k].shape == b[k].shape and np.allclose(a[k], b[k], rtol=1e-12, atol=LABEL_ATOL)
+        a[k].shape == b[k].shape
+        and (np.array_equal(a[k], b[k]) if k.startswith("array:") else np.allclose(a[k], b[k], rtol=1e-12, atol=LABEL_ATOL))
         for k in a
     )
+
+
+def _compared(atoms: Atoms, arrays: Sequence[str]) -> dict[str, np.ndarray]:
+    """What copies of one structure must agree on: labels and the per-atom ``arrays``."""
+    return {**labels(atoms), **{f"array:{k}": np.asarray(atoms.arrays[k]) for k in arrays if k in atoms.arrays}}
 
 
 def read_all(
@@ -237,12 +244,13 @@ def read_all(
 
 
 def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict: str,
-                requests: Sequence[str] | None = None) -> Dataset:
+                requests: Sequence[str] | None = None, arrays: Sequence[str] = ()) -> Dataset:
     """Group frames by identity; keep the first of each group, in first-seen order, and
     with ``requests`` (:func:`request` of each frame) the first of each distinct
     request in the group as a row of its own.
 
-    Frames of equal identity must have equal labels: otherwise ``on_conflict="error"``
+    Frames of equal identity must have equal labels, and equal per-atom ``arrays``
+    (e.g. descriptors the data carries): otherwise ``on_conflict="error"``
     raises :class:`LabelConflictError` naming both sources, and ``"drop"`` leaves the
     whole group out and lists it in :attr:`Dataset.conflicts`.
     """
@@ -253,8 +261,8 @@ def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict:
         groups.setdefault(h, []).append(i)
     rows, conflicts = [], []
     for h, members in groups.items():
-        first = labels(frames[members[0]])
-        other = next((j for j in members[1:] if not same_labels(first, labels(frames[j]))), None)
+        first = _compared(frames[members[0]], arrays)
+        other = next((j for j in members[1:] if not same_labels(first, _compared(frames[j], arrays))), None)
         if other is None:
             by_request: dict[str, list[int]] = {}
             for j in members:
@@ -263,7 +271,8 @@ def deduplicate(frames: Sequence[Atoms], sources: Sequence[Source], on_conflict:
         elif on_conflict == "error":
             raise LabelConflictError(
                 f"{sources[members[0]]} and {sources[other]}: equal structure ({h}) "
-                "with different labels; fix the data or set dataset.on_conflict=drop"
+                f"with different labels{' or arrays ' + str(list(arrays)) if arrays else ''}; "
+                "fix the data or set dataset.on_conflict=drop"
             )
         else:
             conflicts.append((h, tuple(sources[j] for j in members)))

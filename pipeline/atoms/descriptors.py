@@ -1,4 +1,7 @@
-"""Per-atom descriptors, by name (:data:`DESCRIPTORS`).
+"""Per-atom descriptors, by name (:data:`DESCRIPTORS`): ``quests`` (below), ``soap``
+and ``acsf`` (dscribe, :mod:`pipeline.atoms.dscribe_backend`), and ``array``: the
+per-atom array a frame already carries (its ``key``, e.g. an ML potential's latent
+features), checked by :func:`pipeline.atoms.dataset.per_atom_array`.
 
 ``quests``: the QUESTS descriptor (Schwalbe-Koda et al.) of every atom, from its k
 nearest neighbours within ``cutoff`` (Å), with weights w(r) = (1 − (r/rc)²)²:
@@ -16,7 +19,8 @@ a partly periodic cell as not periodic at all). Shape (N, 2k − 1), in 1/Å.
 import numpy as np
 from ase import Atoms
 
-from pipeline.core.errors import ConfigError
+from pipeline.atoms.arrays import CARRIED, per_atom_array
+from pipeline.core.errors import ConfigError, check_choice
 
 EPS_X1 = 1e-16  # Å, added to r in x1 (as quests does)
 EPS_X2 = 1e-15  # Å, added to r_jl in x2
@@ -66,10 +70,14 @@ def nearest(atoms: Atoms, k: int, cutoff: float) -> tuple[np.ndarray, np.ndarray
     return vec, mask
 
 
-def quests(atoms: Atoms, k: int, cutoff: float) -> np.ndarray:
-    """The QUESTS descriptor of every atom, (N, 2k − 1)."""
+def check_quests(k: int, cutoff: float) -> None:
     if k < 2 or not cutoff > 0:
         raise ConfigError(f"descriptors: expected k >= 2 and cutoff > 0, got k={k}, cutoff={cutoff}")
+
+
+def quests(atoms: Atoms, k: int, cutoff: float) -> np.ndarray:
+    """The QUESTS descriptor of every atom, (N, 2k − 1)."""
+    check_quests(k, cutoff)
     vec, mask = nearest(atoms, k, cutoff)
     out = np.empty((len(atoms), 2 * k - 1))
     for start in range(0, len(atoms), CHUNK):
@@ -87,9 +95,37 @@ def quests(atoms: Atoms, k: int, cutoff: float) -> np.ndarray:
     return out
 
 
-DESCRIPTORS = {"quests": quests}
+def _soap(atoms: Atoms, **settings) -> np.ndarray:
+    from pipeline.atoms.dscribe_backend import soap
+
+    return soap(atoms, **settings)
 
 
-def describe(name: str, k: int, cutoff: float, atoms: Atoms) -> dict[str, np.ndarray]:
-    """``{"descriptors": (N, d)}`` of ``atoms`` by descriptor ``name``: what the store keeps."""
-    return {"descriptors": DESCRIPTORS[name](atoms, k=k, cutoff=cutoff)}
+def _acsf(atoms: Atoms, **settings) -> np.ndarray:
+    from pipeline.atoms.dscribe_backend import acsf
+
+    return acsf(atoms, **settings)
+
+
+DESCRIPTORS = {"quests": quests, "soap": _soap, "acsf": _acsf, CARRIED: per_atom_array}
+READ = (CARRIED,)  # descriptors read from the frames, not computed: never stored
+PACKAGES = {"soap": ("dscribe",), "acsf": ("dscribe",)}  # whose versions shape the numbers
+
+
+def check_settings(name: str, settings: dict) -> None:
+    """Raise :class:`ConfigError` for settings the descriptor ``name`` would refuse."""
+    check_choice("descriptors.name", name, DESCRIPTORS)
+    if name == "quests":
+        check_quests(**settings)
+    elif name in PACKAGES:
+        from pipeline.atoms.dscribe_backend import check
+
+        check(name, settings)
+    elif not settings["key"]:
+        raise ConfigError("descriptors.key: expected the name of a per-atom array, got ''")
+
+
+def describe(name: str, settings: dict, atoms: Atoms) -> dict[str, np.ndarray]:
+    """``{"descriptors": (N, d)}`` of ``atoms`` by descriptor ``name`` with its ``settings``
+    (the keyword arguments of that function): what the store keeps."""
+    return {"descriptors": DESCRIPTORS[name](atoms, **settings)}

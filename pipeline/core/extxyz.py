@@ -1,0 +1,55 @@
+"""Writing extxyz without losing digits.
+
+ASE writes every float column of an extxyz with ``'%16.8f'``: eight decimals, fixed.
+That is the grid image identities live on (:mod:`pipeline.atoms.hashing`), so
+positions stay on it; but for any other per-atom array it throws digits away: a
+descriptor of 1.2e-7 is written as 0.00000012, a force uncertainty of 3e-10 as 0.
+:func:`write` writes positions as ASE does and every other float column with
+``'%.17g'``, which a float64 survives exactly. The per-frame info is unaffected (ASE
+writes its floats with ``repr``).
+"""
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ase import Atoms
+
+ASE_FLOAT = "%16.8f"
+EXACT_FLOAT = "%.17g"
+GRID_COLUMNS = ("positions",)  # kept on ASE's 1e-8 grid: the image identity's grid
+_LOCK = threading.Lock()
+
+
+def _exact_format(original):
+    def column_format(atoms, columns, arrays, write_info=True):
+        comment, ncols, dtype, fmt = original(atoms, columns, arrays, write_info)
+        parts = fmt.rstrip("\n").split(" ")
+        if len(parts) != sum(ncols) or any(p != ASE_FLOAT for p, name in _column_of(columns, ncols, parts)
+                                           if arrays[name].dtype.kind in "fd"):
+            raise RuntimeError(f"ASE's extxyz writer changed its column formats ({fmt!r}); "
+                               "pipeline/core/extxyz.py must follow it")
+        exact = [EXACT_FLOAT if arrays[name].dtype.kind in "fd" and name not in GRID_COLUMNS else p
+                 for p, name in _column_of(columns, ncols, parts)]
+        return comment, ncols, dtype, " ".join(exact) + "\n"
+
+    return column_format
+
+
+def _column_of(columns, ncols, parts):
+    names = [name for name, n in zip(columns, ncols) for _ in range(n)]
+    return list(zip(parts, names))
+
+
+def write(path: Path | str, frames: Sequence[Atoms]) -> None:
+    """Write ``frames`` to ``path`` as extxyz, float columns other than positions exact."""
+    import ase.io
+    import ase.io.extxyz as extxyz
+
+    with _LOCK:
+        original = extxyz.output_column_format
+        extxyz.output_column_format = _exact_format(original)
+        try:
+            ase.io.write(path, list(frames), format="extxyz")
+        finally:
+            extxyz.output_column_format = original

@@ -74,7 +74,7 @@ def test_bad_input():
     with pytest.raises(InputError, match="NaN or inf"):
         ltau.error_samples([bad], 400, ["d.npy"])
     index = ltau.build_index(train, "Flat", {})
-    with pytest.raises(InputError, match="query dimension 5 does not match the training 12"):
+    with pytest.raises(InputError, match=r"expected descriptors of width 12 \(those of the LTAU training atoms\), got 5"):
         ltau.neighbours(index, query[:, :5], 3)
     with pytest.raises(ConfigError, match=r"HNSW takes \['M', 'efConstruction', 'efSearch'\]"):
         ltau.build_index(train, "HNSW", {"nlist": 4})

@@ -118,7 +118,8 @@ def neighbours(index, query: np.ndarray, k: int) -> np.ndarray:
     """Indices (M, k) of each query's k nearest training atoms (−1 where none)."""
     check_k(k)
     if query.shape[1] != index.d:
-        raise InputError(f"descriptors: query dimension {query.shape[1]} does not match the training {index.d}")
+        raise InputError(f"descriptors: expected descriptors of width {index.d} (those of the LTAU training atoms), "
+                         f"got {query.shape[1]}")
     _, found = index.search(np.ascontiguousarray(query, dtype=np.float32), k)
     return found
 

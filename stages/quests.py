@@ -8,6 +8,7 @@ metrics.json (DVC metrics), delta_entropy.extxyz (per-atom
 0 where exact), delta_entropy.png and summary.json.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from stages.common import as_dict, json_bytes, load_descriptors, read_images, re
 from stages.described import check_width, descriptors_of_file
 from stages.schema import Config
 
+log = logging.getLogger(__name__)
+NN_QUERIES = 1000  # environments whose nearest-neighbour distance is measured (bandwidth advice)
 OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "delta_entropy.csv", "summary.json")
 
 
@@ -53,13 +56,20 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     with timers("delta_entropy"):
         against = entropy.kernel_sums(x, ref, *args)
     d_h = entropy.delta_entropy(against.log_p, q.legacy_inf)
+    nn = entropy.neighbour_distances(x, NN_QUERIES, q.seed)
+    advice = entropy.bandwidth_advice(q.bandwidth, nn)
+    if advice:
+        log.warning(advice)
     sc = entropy.scores(own)
     metrics = {"entropy": sc.entropy, "entropy_stderr": sc.entropy_stderr, QUESTS_EFFICIENCY_SCORE.key: sc.efficiency,
                QUESTS_DIVERSITY_SCORE.key: sc.diversity, "diversity_stderr": sc.diversity_stderr,
                "environments": len(x), "reference_environments": len(ref),
                "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
                "delta_entropy_stderr_max": float(np.max(against.stderr)), "method": q.method,
-               "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound)}
+               "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound),
+               "nn_distance_median": float(np.median(nn)) if len(nn) else 0.0,
+               "nn_distance_p10": float(np.percentile(nn, 10)) if len(nn) else 0.0,
+               "bandwidth_over_nn_median": q.bandwidth / float(np.median(nn)) if len(nn) and np.median(nn) > 0 else None}
     with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_csv, t_summary), timers("write"):
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         start = 0

@@ -77,9 +77,10 @@ def scored(tmp_path_factory):
     ok(stage(tmp, "ltau", "--fit", "ltau_fit", "--descriptors", DESCRIPTORS, "--images", IMAGES, overrides=BROUGHT))
     for reference in ("train", "data/train.npy"):
         for legacy in ("false", "true"):
-            ok(stage(tmp, "quests", "--descriptors", DESCRIPTORS, "--images", IMAGES,
+            warned = ok(stage(tmp, "quests", "--descriptors", DESCRIPTORS, "--images", IMAGES,
                      overrides=[*BROUGHT, f"quests.reference={reference}", f"quests.legacy_inf={legacy}"],
                      out=tmp / f"quests_{reference.replace('/', '_')}_{legacy}"))
+            assert "every environment is alone in its kernel" in warned.stderr  # h = 0.015 on uniform [0, 1)^10
     return tmp, frames
 
 
@@ -310,3 +311,22 @@ def test_a_user_path_with_brought_descriptors_follows_every_change(committed):
     np.save(repo / "data/mine/train.npy", np.load(repo / "data/mine/train.npy")[::-1] * 0.01)  # other atoms' errors
     out = sh(repo, "dvc", "repro", "ltau")
     assert "Running stage 'ltau_fit'" in out and metrics("ltau")["mean"] != before_l["mean"]
+
+
+def test_dscribe_settings_and_species_are_checked():
+    from pipeline.atoms.descriptors import describe
+    from pipeline.core.errors import ConfigError, InputError
+    from stages.described import descriptor_args
+    from stages.validate import validate
+
+    with pytest.raises(ConfigError, match=r"descriptors.soap.species: expected the chemical symbols .* got \[\]"):
+        validate(load_config(ROOT / "params.yaml", ["descriptors.name=soap"]))
+    with pytest.raises(ConfigError, match=r"descriptors.soap.rbf: expected one of \['gto', 'polynomial'\], got 'gauss'"):
+        validate(load_config(ROOT / "params.yaml", ["descriptors.name=soap", "descriptors.soap.species=[Si]",
+                                                    "descriptors.soap.rbf=gauss"]))
+    name, settings = descriptor_args(load_config(ROOT / "params.yaml", ["descriptors.name=soap",
+                                                                         "descriptors.soap.species=[Si]"]).descriptors)
+    with pytest.raises(InputError, match=r"descriptors.soap.species: the frame \(CSi7\) holds \['C'\], not in \['Si'\]"):
+        atoms = si64(0)[:8]
+        atoms.symbols[0] = "C"
+        describe(name, settings, atoms)

@@ -155,3 +155,18 @@ def test_bad_descriptors():
 def test_bad_knn_settings(k, far):
     with pytest.raises(ConfigError, match=f"knn_k >= 1 and knn_far_samples >= 0, got 0.1, {k}, {far}"):
         entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 3)), 0.1, k, far, QUESTS.seed)
+
+
+def test_neighbour_distances_and_bandwidth_advice():
+    rng = np.random.default_rng(5)
+    x = rng.random((300, 7))
+    x[17] = x[42]  # an exact copy: distance 0, whichever of the two FAISS lists first
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_allclose(entropy.neighbour_distances(x, 1000, 0), d.min(axis=1), rtol=1e-12, atol=1e-12)
+    some = entropy.neighbour_distances(x, 50, 3)
+    assert len(some) == 50 and set(np.round(some, 12)) <= set(np.round(d.min(axis=1), 12))
+    median = np.median(d.min(axis=1))
+    assert "alone in its kernel" in entropy.bandwidth_advice(0.05 * median, d.min(axis=1))
+    assert "merges most environments" in entropy.bandwidth_advice(20 * median, d.min(axis=1))
+    assert entropy.bandwidth_advice(median, d.min(axis=1)) is None

@@ -36,7 +36,8 @@ FIM_PROPERTY_SCORE = Output("fim_property_score", "dataset", "(P, P)", "1 / (θ 
 FIM_MATCHING_WEIGHT_SCORE = Output("fim_matching_weight_score", "candidate", "scalar", "",
                                    "weight of the candidate's data in the matched training set (0: not selected)",
                                    "match: candidates.extxyz, selected.extxyz info")
-DESCRIPTORS = Output("descriptors", "atom", "(2k − 1,)", "1/Å", "QUESTS descriptor of the atom's environment",
+DESCRIPTORS = Output("descriptors", "atom", "(d,)", "descriptor units",
+                     "the atom's descriptor (QUESTS: 2k − 1 values in 1/Å; or soap, acsf, or the data's own array)",
                      "descriptors: descriptors.extxyz array, descriptors.npz")
 QUESTS_DELTA_ENTROPY_SCORE = Output("quests_delta_entropy_score", "atom", "scalar", "nats",
                                     "dH: how new the environment is to the reference set",

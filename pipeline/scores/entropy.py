@@ -253,6 +253,37 @@ def scores(sums: KernelSums) -> Scores:
     return Scores(h, math.sqrt(sums.sum_var[0]) / n, h / math.log(n) if n > 1 else 0.0, d, d_err)
 
 
+BANDWIDTH_RATIO = (0.1, 10.0)  # h / median nearest-neighbour distance outside this: the scores say little
+
+
+def neighbour_distances(x: np.ndarray, n_queries: int, seed: int) -> np.ndarray:
+    """Distances (≤ n_queries,) from environments of x drawn with ``seed`` to their nearest
+    other environment of x (0 for an exact copy): exact search, float64 distances."""
+    if len(x) < 2:
+        return np.zeros(0)
+    picks = np.sort(np.random.default_rng(seed).choice(len(x), min(n_queries, len(x)), replace=False))
+    idx = nearest(x[picks], x, 2, approximate_from=len(x) + 1)
+    other = np.where(idx[:, 0] == picks, idx[:, 1], idx[:, 0])  # with copies, self need not come first
+    return np.linalg.norm(x[other] - x[picks], axis=1)
+
+
+def bandwidth_advice(h: float, distances: np.ndarray) -> str | None:
+    """A warning when ``h`` is far from the environments' nearest-neighbour distances,
+    where H and D measure the bandwidth rather than the data; else None."""
+    if not len(distances) or not np.median(distances) > 0:
+        return None
+    median, (lo, hi) = float(np.median(distances)), BANDWIDTH_RATIO
+    if h < lo * median:
+        return (f"quests.bandwidth={h} is {h / median:.3g} x the median nearest-neighbour distance {median:.3g} of "
+                "these descriptors: every environment is alone in its kernel, so H = ln N and efficiency 1 whatever "
+                "the data; choose h for this descriptor (README, 'Choosing the bandwidth')")
+    if h > hi * median:
+        return (f"quests.bandwidth={h} is {h / median:.3g} x the median nearest-neighbour distance {median:.3g} of "
+                "these descriptors: the kernel merges most environments into one; choose h for this descriptor "
+                "(README, 'Choosing the bandwidth')")
+    return None
+
+
 def delta_entropy(log_p_y: np.ndarray, legacy: bool = False) -> np.ndarray:
     """dH(y) = −log p(y); with ``legacy`` the plain sum's underflow gives +inf, as in quests."""
     if legacy:

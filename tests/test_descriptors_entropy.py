@@ -170,3 +170,19 @@ def test_neighbour_distances_and_bandwidth_advice():
     assert "alone in its kernel" in entropy.bandwidth_advice(0.05 * median, d.min(axis=1))
     assert "merges most environments" in entropy.bandwidth_advice(20 * median, d.min(axis=1))
     assert entropy.bandwidth_advice(median, d.min(axis=1)) is None
+
+
+def test_kernel_sums_do_not_lose_the_self_term_to_large_norms():
+    """Features far from the origin (SOAP, latent features): ‖y‖² + ‖x‖² − 2y·x cancels
+    the digits of the norms; close pairs are computed from differences, so isolated
+    environments give log p = 0 exactly (H = ln N) and a translation changes nothing."""
+    rng = np.random.default_rng(9)
+    x = rng.random((500, 250)) * 8.0
+    for shift in (0.0, 1e3):
+        lp = entropy.log_kernel_sums(x + shift, x + shift, 0.015, 128)
+        np.testing.assert_allclose(lp, 0.0, rtol=0, atol=1e-12)
+        assert entropy.entropy(lp) == pytest.approx(math.log(len(x)), rel=1e-14)
+    pair = np.stack([x[0], x[0] + 1e-3])
+    for shift in (0.0, 1e3):  # two environments 1e-3 * sqrt(250) apart: the kernel term by its closed form
+        lp = entropy.log_kernel_sums(pair + shift, pair + shift, 0.05, 2)
+        np.testing.assert_allclose(lp, np.log1p(np.exp(-250e-6 / (2 * 0.05**2))), rtol=1e-10)

@@ -34,6 +34,7 @@ from pipeline.core.faiss_backend import load_faiss
 
 METHODS = ("exact", "knn")
 THREADS = 2
+CLOSE = 1e-6  # exact: pairs with ‖y − x‖² below this times ‖y‖² + ‖x‖² are computed from differences
 FAR_BLOCK = 256  # knn: queries sharing one far-field sample
 IVF_FROM = 50_000  # knn with sampling: reference sets this large are searched by an inverted file
 NPROBE = 8
@@ -81,6 +82,10 @@ def _block_lse(y: np.ndarray, x: np.ndarray, x_sq: np.ndarray, h: float, batch: 
         z -= y_sq[:, None]
         z -= x_sq[None, start:start + batch]
         np.minimum(z, 0.0, out=z)  # −‖y − x‖², clipped at 0 against round-off
+        close = np.nonzero(z > -CLOSE * (y_sq[:, None] + x_sq[None, start:start + batch]))
+        if close[0].size:  # pairs whose distance the expansion cannot resolve (self pairs, copies): by differences
+            diff = y[close[0]] - xb[close[1]]
+            z[close] = -np.einsum("ij,ij->i", diff, diff)
         z *= 1.0 / (2.0 * h * h)
         top = z.max(axis=1)
         np.exp(z - top[:, None], out=z)
@@ -94,6 +99,8 @@ def log_kernel_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int) -> 
         raise ConfigError(f"quests: expected bandwidth > 0 and batch_size >= 1, got {h}, {batch_size}")
     if y.shape[1] != x.shape[1]:
         raise InputError(f"descriptors: dimension {y.shape[1]} does not match the reference's {x.shape[1]}")
+    centre = x.mean(axis=0)  # ‖y‖² + ‖x‖² − 2 y·x loses the digits of the norms: keep them small
+    y, x = y - centre, x - centre
     x_sq = np.einsum("ij,ij->i", x, x)
     starts = range(0, len(y), batch_size)
     return np.concatenate(_threads(lambda s: _block_lse(y[s:s + batch_size], x, x_sq, h, batch_size), starts,

@@ -34,7 +34,7 @@ from pipeline.core.faiss_backend import load_faiss
 
 METHODS = ("exact", "knn")
 THREADS = 2
-CLOSE = 1e-6  # exact: pairs with ‖y − x‖² below this times ‖y‖² + ‖x‖² are computed from differences
+CLOSE = 1e-6  # exact: pairs with ‖y − x‖² below this times the block's largest ‖y‖² + ‖x‖², by differences
 FAR_BLOCK = 256  # knn: queries sharing one far-field sample
 IVF_FROM = 50_000  # knn with sampling: reference sets this large are searched by an inverted file
 NPROBE = 8
@@ -71,6 +71,19 @@ def _threads(fn, items, desc: str = "entropy") -> list:
         return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, leave=False, disable=None if len(items) >= 4 else True))
 
 
+def _resolve_close(z: np.ndarray, top: np.ndarray, y: np.ndarray, xb: np.ndarray, threshold: float) -> None:
+    """Recompute from differences, in place, the entries of z = −‖y − x‖² above
+    ``threshold``: pairs (self pairs, copies) closer than the expansion resolves. Only rows
+    whose largest entry ``top`` is above it are searched; ``top`` follows."""
+    rows = np.flatnonzero(top > threshold)
+    if not rows.size:
+        return
+    r, c = np.nonzero(z[rows] > threshold)
+    diff = y[rows[r]] - xb[c]
+    z[rows[r], c] = -np.einsum("ij,ij->i", diff, diff)
+    top[rows] = z[rows].max(axis=1)
+
+
 def _block_lse(y: np.ndarray, x: np.ndarray, x_sq: np.ndarray, h: float, batch: int) -> np.ndarray:
     """log Σ_j exp(−‖y_i − x_j‖² / 2h²) for one block of rows y."""
     out = np.full(len(y), -np.inf)
@@ -82,12 +95,10 @@ def _block_lse(y: np.ndarray, x: np.ndarray, x_sq: np.ndarray, h: float, batch: 
         z -= y_sq[:, None]
         z -= x_sq[None, start:start + batch]
         np.minimum(z, 0.0, out=z)  # −‖y − x‖², clipped at 0 against round-off
-        close = np.nonzero(z > -CLOSE * (y_sq[:, None] + x_sq[None, start:start + batch]))
-        if close[0].size:  # pairs whose distance the expansion cannot resolve (self pairs, copies): by differences
-            diff = y[close[0]] - xb[close[1]]
-            z[close] = -np.einsum("ij,ij->i", diff, diff)
-        z *= 1.0 / (2.0 * h * h)
         top = z.max(axis=1)
+        _resolve_close(z, top, y, xb, -CLOSE * (y_sq.max() + x_sq[start:start + batch].max()))
+        z *= 1.0 / (2.0 * h * h)
+        top *= 1.0 / (2.0 * h * h)
         np.exp(z - top[:, None], out=z)
         out = np.logaddexp(out, top + np.log(z.sum(axis=1)))
     return out

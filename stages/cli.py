@@ -5,6 +5,9 @@
   check it. The overrides are recorded in conf/overrides.yaml, which every later
   composition reads (``dvc exp run -S``, queued experiments): commit it. Without
   overrides, recompose with the recorded ones; ``--reset`` forgets them.
+- ``atomsieve experiment NAME [--queue]``: a preset of conf/experiment/ (a published
+  study) as the named DVC experiment NAME: ``dvc exp run -n NAME -S +experiment=NAME
+  learn``, on top of the recorded overrides; ``dvc exp show`` lists the presets side by side.
 - ``atomsieve store info|gc|pack``: inspect and maintain the content-addressed store.
 """
 
@@ -67,6 +70,25 @@ def store_path(params: Path) -> Path:
     return Path(load_config(params).store.path if params.exists() else StoreConfig().path)
 
 
+EXPERIMENT_STAGE = "learn"  # what the presets reproduce; DVC runs it and what it depends on
+
+
+def experiment(name: str, queue: bool, conf_dir: Path) -> int:
+    """Run (or queue) the preset ``name`` as the DVC experiment of that name; its exit code."""
+    presets = sorted(p.stem for p in (conf_dir / "experiment").glob("*.yaml"))
+    if name not in presets:
+        raise ConfigError(f"atomsieve experiment: expected one of {presets} (conf/experiment/), got {name!r}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:  # refuse a preset that does not compose or validate, before DVC
+        compose([*(recorded.read(conf_dir) or []), f"+experiment={name}"], Path(scratch) / "params.yaml", conf_dir,
+                record=False)
+    command = ["dvc", "exp", "run", "-n", name, "-S", f"+experiment={name}", *(["--queue"] if queue else []),
+               EXPERIMENT_STAGE]
+    print("running: " + " ".join(command), file=sys.stderr)
+    return subprocess.run(command).returncode
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="atomsieve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
                    "(none: the ones recorded in conf/overrides.yaml)")
     p.add_argument("--reset", action="store_true", help="forget the recorded overrides")
     p.add_argument("--out", type=Path, default=Path("params.yaml"))
+    p.add_argument("--conf", type=Path, default=Path("conf"))
+    p = sub.add_parser("experiment", help="run a preset of conf/experiment/ as a named DVC experiment")
+    p.add_argument("name", help="a file of conf/experiment/, without .yaml")
+    p.add_argument("--queue", action="store_true", help="queue it (run later with `dvc exp run --run-all`)")
     p.add_argument("--conf", type=Path, default=Path("conf"))
     p = sub.add_parser("store", help="inspect or maintain the content-addressed store")
     p.add_argument("action", choices=["info", "gc", "pack"])
@@ -93,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"experiments will not see it; run `git add {path}` (or `dvc add {path}`) and commit",
                       file=sys.stderr)
             return
+        if args.command == "experiment":
+            raise SystemExit(experiment(args.name, args.queue, args.conf))
         store = Store(args.path or store_path(args.params))
         result = {"info": lambda: asdict(store.info()), "gc": store.gc,
                   "pack": lambda: {"packed_entries": store.pack()}}[args.action]()

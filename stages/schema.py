@@ -111,8 +111,27 @@ class ElasticConstantsConfig(CubicPropertyConfig):
     full: bool = False  # true is refused: see README
 
 
+@dataclass(frozen=True)
+class EnergyCurveConfig(CubicPropertyConfig):
+    """``energy_curve``: E(a0 + Δa)/N − E(a0)/N (eV/atom) on a grid of Δa (Å)."""
+
+    delta_range: list[float] = field(default_factory=lambda: [-0.5, 0.5])  # Å, about the zero-pressure a0
+    points: int = 10  # evenly over delta_range; Δa = 0 (a change of 0 by definition) left out
+
+
+@dataclass(frozen=True)
+class PhononBandConfig(CubicPropertyConfig):
+    """``phonon_band``: the lowest phonon branch (THz) from Γ (left out: 0 there) along a path."""
+
+    path: str = "GX"  # GX | GK | GL: to that zone-boundary point of the cubic cell
+    points: int = 8  # q-points after Γ
+    supercell: int = 5  # odd repeats of the primitive cell for the force constants
+    displacement: float = 0.01  # Å, of the force constants' central differences
+
+
 PROPERTY_SCHEMAS = {"elastic_constants": ElasticConstantsConfig, "lattice_constant": CubicPropertyConfig,
-                    "cohesive_energy": CubicPropertyConfig}
+                    "cohesive_energy": CubicPropertyConfig, "energy_curve": EnergyCurveConfig,
+                    "phonon_band": PhononBandConfig}
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,17 @@ class LtauConfig:
 
 
 @dataclass(frozen=True)
+class LearnConfig:
+    warmup: int = 1  # iterations before the weights accumulate (element-wise maximum)
+    max_iterations: int = 10
+    rtol: float = 1e-4  # accumulated weights equal to the previous ones within this: converged
+    fit_method: str = "auto"  # auto (LM with enough residuals, else TRF) | lm | trf
+    energy_shift: bool = True  # fit a per-atom energy offset beside the parameters (reference on another zero)
+    max_nfev: int = 200  # residual evaluations per fit start
+    truth_kim_id: str | None = None  # a reference KIM model whose target values the report compares against
+
+
+@dataclass(frozen=True)
 class EnergyOutlierConfig:
     threshold: float = 3.5  # |robust z| above which an image counts as an outlier
 
@@ -234,13 +264,14 @@ class Config:
     quests: QuestsConfig = field(default_factory=QuestsConfig)
     ltau: LtauConfig = field(default_factory=LtauConfig)
     energy_outlier: EnergyOutlierConfig = field(default_factory=EnergyOutlierConfig)
+    learn: LearnConfig = field(default_factory=LearnConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
 GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
           "matching": MatchingConfig, "descriptors": DescriptorConfig, "quests": QuestsConfig,
-          "ltau": LtauConfig, "energy_outlier": EnergyOutlierConfig, "runtime": RuntimeConfig, "store": StoreConfig}
+          "ltau": LtauConfig, "energy_outlier": EnergyOutlierConfig, "learn": LearnConfig, "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:

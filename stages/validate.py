@@ -19,6 +19,7 @@ from pipeline.models.derivatives import METHODS, numdifftools_jacobian
 from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
 from pipeline.models.transforms import TRANSFORMS
 from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
+from pipeline.scores.learn import FIT_METHODS, check_loop
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
 from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_options
 from stages.common import LOG_LEVELS
@@ -40,6 +41,7 @@ CHOICES = {  # option -> allowed values
     ("quests", "method"): ENTROPY_METHODS,
     ("ltau", "bin_spacing"): SPACINGS,
     ("ltau", "index"): INDEXES,
+    ("learn", "fit_method"): FIT_METHODS,
 }
 
 
@@ -64,6 +66,7 @@ def validate(cfg: Config) -> Config:
     check_settings(*descriptor_args(cfg.descriptors))
     training_source(cfg.ltau)
     check_k(cfg.ltau.k)
+    check_loop(cfg.learn.warmup, cfg.learn.max_iterations, cfg.learn.rtol)
     index_args_of(cfg.ltau.index, cfg.ltau.index_args)
     if cfg.fim.derivative.method == "numdifftools":
         numdifftools_jacobian(None, json.dumps(cfg.fim.derivative.numdifftools))

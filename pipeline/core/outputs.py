@@ -35,7 +35,11 @@ FIM_PROPERTY_SCORE = Output("fim_property_score", "dataset", "(P, P)", "1 / (θ 
                             "Fisher information of the target properties", "fim_property: fim_property.json")
 FIM_MATCHING_WEIGHT_SCORE = Output("fim_matching_weight_score", "candidate", "scalar", "",
                                    "weight of the candidate's data in the matched training set (0: not selected)",
-                                   "match: candidates.extxyz, selected.extxyz info")
+                                   "match: candidates.extxyz, selected.extxyz info; learn: selected.extxyz info "
+                                   "(accumulated over iterations)")
+LEARN_ITERATION = Output("learn_iteration", "candidate", "integer", "",
+                         "the first iteration of the active-learning loop that selected the candidate",
+                         "learn: selected.extxyz info")
 DESCRIPTORS = Output("descriptors", "atom", "(d,)", "descriptor units",
                      "the atom's descriptor (QUESTS: 2k − 1 values in 1/Å; or soap, acsf, or the data's own array)",
                      "descriptors: descriptors.extxyz array, descriptors.npz")
@@ -69,7 +73,7 @@ def mask_of(candidate: str) -> str | None:
 
 
 OUTPUTS = (IMAGE_HASH, SOURCE, SPLIT, CANDIDATE, FIM_QUANTITY, FIM_PARAMETERS, FIM_TRAINING_SET_SCORE,
-           FIM_PROPERTY_SCORE, FIM_MATCHING_WEIGHT_SCORE, DESCRIPTORS, QUESTS_DELTA_ENTROPY_SCORE,
+           FIM_PROPERTY_SCORE, FIM_MATCHING_WEIGHT_SCORE, LEARN_ITERATION, DESCRIPTORS, QUESTS_DELTA_ENTROPY_SCORE,
            QUESTS_DELTA_ENTROPY_STDERR, QUESTS_EFFICIENCY_SCORE, QUESTS_DIVERSITY_SCORE, LTAU_FORCES_UQ_SCORE, ENERGY_OUTLIER_SCORE)
 
 

@@ -110,3 +110,55 @@ def by_split(frames, values: np.ndarray, split_key: str) -> dict[str, np.ndarray
     """Per-atom ``values`` grouped by their image's ``split_key`` info (train, test)."""
     splits = np.concatenate([[a.info.get(split_key, "train")] * len(a) for a in frames])
     return {name: values[splits == name] for name in ("train", "test") if np.any(splits == name)}
+
+
+def learning(iterations: np.ndarray, weights: np.ndarray, candidate_labels: list[str], rel_sigma: np.ndarray,
+             target_labels: list[str], predicted: np.ndarray, sigma: np.ndarray, truth: np.ndarray | None,
+             reference_name: str, path: Path, iter_csv: Path, targets_csv: Path) -> None:
+    """The active-learning loop in three panels: the accumulated weight of every selected
+    candidate (n_iter, n_cand) and each target's relative uncertainty σ/|value|
+    (n_iter, m) against iteration, and the final predicted target values with ±σ bars
+    beside the reference model's (``truth``), as relative deviations from it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=110)
+    try:
+        for ax in axes[:2]:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax = axes[0]
+        for j in range(weights.shape[1]):
+            ax.plot(iterations, np.maximum(weights[:, j], FLOOR), marker="o", lw=1, label=candidate_labels[j])
+        ax.legend(fontsize=6)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=max(weights[weights > 0].min() / 3, FLOOR) if np.any(weights > 0) else None)
+        ax.set(xlabel="iteration", ylabel="accumulated weight", title=f"Weights of the {weights.shape[1]} selected candidates")
+        ax = axes[1]
+        for j, lab in enumerate(target_labels):
+            ax.plot(iterations, rel_sigma[:, j], marker="o", lw=1, label=lab)
+        ax.set_yscale("log")
+        ax.set(xlabel="iteration", ylabel="σ / |value|", title="Propagated target uncertainty")
+        ax.legend(fontsize=7, ncol=2)
+        ax = axes[2]
+        scale = np.abs(truth) if truth is not None else np.abs(predicted)
+        base = truth if truth is not None else predicted
+        y = np.arange(len(target_labels))
+        ax.errorbar((predicted - base) / scale, y, xerr=sigma / scale, fmt="o", capsize=3, label="learned ± σ")
+        ax.axvline(0, color="k", lw=1, label=reference_name if truth is not None else "learned")
+        ax.set_yticks(y, target_labels, fontsize=7)
+        ax.set(xlabel="(learned − reference) / |reference|", title="Targets at the final fit")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    rows = ["iteration,selected,sum_weights,max_relative_sigma"]
+    rows += [f"{k},{int(np.sum(w > 0))},{w.sum():.8g},{s.max():.8g}" for k, w, s in zip(iterations, weights, rel_sigma)]
+    iter_csv.write_text("\n".join(rows) + "\n")
+    rows = ["target,predicted,sigma,reference"]
+    rows += [f"{lab},{p:.10g},{s:.6g},{'' if truth is None else f'{truth[i]:.10g}'}"
+             for i, (lab, p, s) in enumerate(zip(target_labels, predicted, sigma))]
+    targets_csv.write_text("\n".join(rows) + "\n")

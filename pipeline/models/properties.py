@@ -4,6 +4,9 @@
   pressure found with Brent's method; a loose energy minimisation would not do, since
   its error shifts with every parameter perturbation.
 - ``cohesive_energy``: energy per atom at a0 (eV/atom), relative to free atoms.
+- ``energy_curve``: E(a0 + Δa)/N − E(a0)/N (eV/atom) on a grid of Δa (Å).
+- ``phonon_band``: the lowest phonon branch (THz) along Γ–X, Γ–K or Γ–L, from a
+  supercell's force constants (:mod:`pipeline.models.phonons`).
 - ``elastic_constants``: C11, C12, C44 (or all 21 of the 6×6 Voigt tensor) in GPa at
   a0, with internal coordinates relaxed. The unrelaxed tensor C⁰ comes from central
   differences of the stress in strain; the relaxation is the exact linear response
@@ -125,8 +128,60 @@ def elastic_constants(potential, c: Crystal, full: bool = False) -> np.ndarray:
     return np.array([tensor[0, 0], tensor[0, 1], tensor[3, 3]])
 
 
-def names(kind: str, full: bool = False) -> list[str]:
-    """Names of the values a property returns, in order."""
+def names(kind: str, full: bool = False, options: dict | None = None) -> list[str]:
+    """Names of the values a property returns, in order (``options``: the property's own settings)."""
     if kind == "elastic_constants":
         return [f"C{i + 1}{j + 1}" for i, j in zip(*np.triu_indices(6))] if full else ["C11", "C12", "C44"]
+    if kind == "energy_curve":
+        return [f"dE({d:+.3f})" for d in curve_grid(options["delta_range"], options["points"])]
+    if kind == "phonon_band":
+        return [f"nu_{options['path']}({k}/{options['points']})" for k in range(1, options["points"] + 1)]
     return {"lattice_constant": ["a0"], "cohesive_energy": ["E_coh"]}[kind]
+
+
+PATHS = {"GX": (1.0, 0.0, 0.0), "GK": (0.75, 0.75, 0.0), "GL": (0.5, 0.5, 0.5)}  # end points, 2π/a units
+
+
+def curve_grid(delta_range, points: int) -> np.ndarray:
+    """Δa (Å): ``points`` evenly over ``delta_range``, Δa = 0 left out (the change is 0 there)."""
+    lo, hi = (float(v) for v in delta_range)
+    if not lo < hi or points < 2:
+        raise ConfigError(f"target.properties.*: expected delta_range [lo, hi] with lo < hi and points >= 2, "
+                          f"got {list(delta_range)} and {points}")
+    grid = np.linspace(lo, hi, points)
+    return grid[np.abs(grid) > 1e-12 * (hi - lo)]
+
+
+def energy_curve(potential, c: Crystal, delta_range, points: int) -> np.ndarray:
+    """E(a0 + Δa)/N − E(a0)/N (eV/atom) over :func:`curve_grid`, a0 the zero-pressure
+    lattice constant of these parameters."""
+    a0 = zero_pressure_a(potential, c)
+    grid = curve_grid(delta_range, points)
+    if a0 + grid[0] <= 0.5 * a0:
+        raise InputError(f"{c.species} {c.lattice}: Δa = {grid[0]} Å compresses a0 = {a0:.4f} Å by half or more")
+    atoms = cell(c, a0)
+    e0 = float(potential.compute(atoms, "energy")[0]) / len(atoms)
+    return np.array([float(potential.compute(cell(c, a0 + d), "energy")[0]) / len(atoms) - e0 for d in grid])
+
+
+def q_path(path: str, points: int, a: float) -> np.ndarray:
+    """Cartesian q (1/Å), (points, 3): Γ (left out) to the path's end, evenly."""
+    check_choice("target.properties.*.path", path, PATHS)
+    if points < 1:
+        raise ConfigError(f"target.properties.*.points: expected at least 1 q-point, got {points}")
+    return np.outer(np.arange(1, points + 1) / points, PATHS[path]) * (2 * np.pi / a)
+
+
+def phonon_band(potential, c: Crystal, path: str, points: int, supercell: int, displacement: float) -> np.ndarray:
+    """The lowest phonon branch (THz) at a0 along ``path`` (:func:`q_path`), from the
+    force constants of a supercell×supercell×supercell primitive cell
+    (:mod:`pipeline.models.phonons`)."""
+    from pipeline.models import phonons
+
+    if supercell < 1 or supercell % 2 == 0 or not displacement > 0:
+        raise ConfigError(f"target.properties.*: expected an odd supercell >= 1 and a displacement > 0 Å, "
+                          f"got {supercell} and {displacement}")
+    a0 = zero_pressure_a(potential, c)
+    primitive = bulk(c.species, c.lattice, a=a0)
+    phi, offsets = phonons.force_constants(potential, primitive, supercell, displacement)
+    return phonons.frequencies(phi, offsets, primitive.get_masses(), q_path(path, points, a0))[:, 0]

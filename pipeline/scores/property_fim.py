@@ -35,13 +35,14 @@ class Target:
     full: bool
     covariance: tuple  # (how, value): ("relative", 0.1), ("diagonal", [...]), ("matrix", [[...]])
     backend: str = "kimpy"  # kimpy (this process) | lammps (pipeline.models.lammps, a cross-check)
+    options: tuple = ()  # ((key, value), ...): the property's own settings (OPTIONS)
 
     def evaluate(self, potential) -> np.ndarray:
         if self.backend == "lammps":
             return self._evaluate_lammps(potential)
         if self.kind == "elastic_constants":
             return properties.elastic_constants(potential, self.crystal, self.full)
-        return PROPERTIES[self.kind](potential, self.crystal)
+        return PROPERTIES[self.kind](potential, self.crystal, **dict(self.options))
 
     def _evaluate_lammps(self, potential) -> np.ndarray:
         from pipeline.models.lammps import cubic_properties
@@ -53,14 +54,18 @@ class Target:
                          "cohesive_energy": [r["e_coh"]]}[self.kind])
 
     def labels(self) -> list[str]:
-        return [f"{self.name}.{v}" for v in properties.names(self.kind, self.full)]
+        return [f"{self.name}.{v}" for v in properties.names(self.kind, self.full, dict(self.options))]
 
 
 PROPERTIES = {
     "elastic_constants": properties.elastic_constants,
     "lattice_constant": properties.lattice_constant,
     "cohesive_energy": properties.cohesive_energy,
+    "energy_curve": properties.energy_curve,
+    "phonon_band": properties.phonon_band,
 }
+OPTIONS = {"energy_curve": ("delta_range", "points"), "phonon_band": ("path", "points", "supercell", "displacement")}
+LAMMPS_KINDS = ("elastic_constants", "lattice_constant", "cohesive_energy")
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,9 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
         backend = entry.pop("backend")
         if backend not in BACKENDS:
             raise ConfigError(f"{where}.backend: expected one of {list(BACKENDS)}, got {backend!r}")
+        if backend == "lammps" and kind not in LAMMPS_KINDS:
+            raise ConfigError(f"{where}.backend: lammps computes {list(LAMMPS_KINDS)}, not {kind}; use kimpy")
+        options = tuple((k, _frozen(entry.pop(k))) for k in OPTIONS.get(kind, ()))
         if full:
             raise ConfigError(
                 f"{where}.full: a cubic crystal has three independent elastic constants, C11, C12 and C44 "
@@ -164,9 +172,20 @@ def parse_targets(raw: Mapping[str, Mapping]) -> list[Target]:
             raise ConfigError(f"{where}: missing {err.args[0]!r}") from None
         if entry:
             raise ConfigError(f"{where}: unknown keys {sorted(entry)}; expected type, lattice, species, "
-                              "a_guess, full, covariance, backend")
-        out.append(Target(str(name), kind, c, full, (how, value), backend))
+                              f"a_guess, full, covariance, backend{''.join(', ' + k for k in OPTIONS.get(kind, ()))}")
+        target = Target(str(name), kind, c, full, (how, value), backend, options)
+        try:
+            target.labels()  # checks the grid or path
+            if kind == "phonon_band":
+                properties.q_path(dict(options)["path"], dict(options)["points"], 1.0)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        out.append(target)
     return out
+
+
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def property_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform, derivative: Derivative,

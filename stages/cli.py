@@ -6,8 +6,9 @@
   composition reads (``dvc exp run -S``, queued experiments): commit it. Without
   overrides, recompose with the recorded ones; ``--reset`` forgets them.
 - ``atomsieve experiment NAME [--queue]``: a preset of conf/experiment/ (a published
-  study) as the named DVC experiment NAME: ``dvc exp run -n NAME -S +experiment=NAME
-  learn``, on top of the recorded overrides; ``dvc exp show`` lists the presets side by side.
+  study) as the named DVC experiment NAME: ``dvc exp run -n NAME -S +experiment=NAME``
+  (every stage, so that no metric of another config is shown beside it), on top of the
+  recorded overrides; ``dvc exp show`` lists the presets side by side.
 - ``atomsieve store info|gc|pack``: inspect and maintain the content-addressed store.
 """
 
@@ -70,9 +71,6 @@ def store_path(params: Path) -> Path:
     return Path(load_config(params).store.path if params.exists() else StoreConfig().path)
 
 
-EXPERIMENT_STAGE = "learn"  # what the presets reproduce; DVC runs it and what it depends on
-
-
 def experiment(name: str, queue: bool, conf_dir: Path) -> int:
     """Run (or queue) the preset ``name`` as the DVC experiment of that name; its exit code."""
     presets = sorted(p.stem for p in (conf_dir / "experiment").glob("*.yaml"))
@@ -83,8 +81,8 @@ def experiment(name: str, queue: bool, conf_dir: Path) -> int:
     with tempfile.TemporaryDirectory() as scratch:  # refuse a preset that does not compose or validate, before DVC
         compose([*(recorded.read(conf_dir) or []), f"+experiment={name}"], Path(scratch) / "params.yaml", conf_dir,
                 record=False)
-    command = ["dvc", "exp", "run", "-n", name, "-S", f"+experiment={name}", *(["--queue"] if queue else []),
-               EXPERIMENT_STAGE]
+    # the whole pipeline, not only learn: every metric dvc exp show lists must be of this preset's params
+    command = ["dvc", "exp", "run", "-n", name, "-S", f"+experiment={name}", *(["--queue"] if queue else [])]
     print("running: " + " ".join(command), file=sys.stderr)
     return subprocess.run(command).returncode
 

@@ -22,6 +22,7 @@ from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.learn import FIT_METHODS, check_loop
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
 from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_options
+from pipeline.scores.property_fim import check_species
 from stages.common import LOG_LEVELS
 from stages.described import descriptor_args
 from stages.ltau_fit import training_source
@@ -60,7 +61,7 @@ def validate(cfg: Config) -> Config:
     model = make_potential(potential_of(cfg.potential))
     spec.check(model.parameter_extents(), cfg.potential.kim_id or cfg.potential.calculator)
     if cfg.target.properties:
-        targets_of(cfg.target.properties)
+        check_species(targets_of(cfg.target.properties), potential_of(cfg.potential))
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation, m.weight_upper_bound)
     check_settings(*descriptor_args(cfg.descriptors))

@@ -120,6 +120,10 @@ def test_bad_targets_are_refused():
         target("phonon_band", path="GM")
     with pytest.raises(ConfigError, match="lammps computes"):
         target("phonon_band", backend="lammps")
+    ge = targets_of({"ge": {"type": "phonon_band", "lattice": "diamond", "species": "Ge", "a_guess": 5.66,
+                            "covariance": {"relative": 0.1}}})
+    with pytest.raises(ConfigError, match=r"target.properties.ge.species: 'Ge' is not among potential.species \['Si'\]"):
+        property_fim(POTENTIAL, SPEC, LOG, CENTRAL, ge)
 
 
 # --- the loop ------------------------------------------------------------------------------------------------------

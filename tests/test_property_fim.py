@@ -100,7 +100,8 @@ def test_orchestrator_forward_differences_with_absolute_step():
 
 @pytest.mark.parametrize("targets,match", [
     ({"x": {"type": "bulk_modulus", "lattice": "diamond", "species": "Si"}},
-     r"target.properties.x.type: expected one of \['cohesive_energy', 'elastic_constants', 'lattice_constant'\]"),
+     r"target.properties.x.type: expected one of \['cohesive_energy', 'elastic_constants', 'energy_curve', "
+     r"'lattice_constant', 'phonon_band'\]"),
     ({"x": {**ELASTIC["elastic"], "covariance": {"diagonal": [1.0, 1.0]}}}, r"expected a 3x3 covariance .* got shape \(2, 2\)"),
     ({"x": {**ELASTIC["elastic"], "covariance": {"matrix": [[1, 2, 0], [2, 1, 0], [0, 0, 1]]}}}, "positive semi-definite"),
     ({"x": {**ELASTIC["elastic"], "covariance": {"matrix": [[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]}}}, "symmetric"),

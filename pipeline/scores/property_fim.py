@@ -188,9 +188,18 @@ def _frozen(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def check_species(targets: Sequence[Target], potential: PotentialSpec) -> None:
+    """Every target's element is one the potential computes (a KIM model's species)."""
+    for t in targets:
+        if potential.type == "kim" and t.crystal.species not in potential.species:
+            raise ConfigError(f"target.properties.{t.name}.species: {t.crystal.species!r} is not among "
+                              f"potential.species {list(potential.species)} ({potential.kim_id} computes those only)")
+
+
 def property_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform, derivative: Derivative,
                  targets: Sequence[Target]) -> PropertyFim:
     """The FIM of ``targets`` with respect to the tunable parameters of ``spec``."""
+    check_species(targets, potential)
     if potential.type != "kim" and any(t.backend == "lammps" for t in targets):
         raise ConfigError("target.properties.*.backend=lammps needs potential.type=kim")
     model = worker_resource(make_potential, potential)

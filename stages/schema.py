@@ -249,6 +249,22 @@ class LearnConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    objective: str = "information"  # information | target | diversity (pipeline/scores/selection.py)
+    budget: int | None = 10  # candidates to choose; null with a cost_budget
+    cost: str = "count"  # count | atoms | atoms3: the cost of a candidate (atoms³ ~ DFT)
+    cost_budget: float | None = None  # total cost allowed, instead of a count (then budget: null)
+    keep_key: str = "selection_keep"  # an image's info key: true keeps its candidates (already computed)
+    epsilon: float = 1e-8  # information/target: ridge, relative to the mean tr(F)/P
+    schedule: str = "auto"  # auto (explore, then anneal for seconds) | manual (t_max, t_min, steps)
+    seconds: float = 10.0  # auto: annealing time
+    t_max: float = 1.0  # manual
+    t_min: float = 1e-4  # manual
+    steps: int = 20000  # manual
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class EnergyOutlierConfig:
     threshold: float = 3.5  # |robust z| above which an image counts as an outlier
 
@@ -265,13 +281,15 @@ class Config:
     ltau: LtauConfig = field(default_factory=LtauConfig)
     energy_outlier: EnergyOutlierConfig = field(default_factory=EnergyOutlierConfig)
     learn: LearnConfig = field(default_factory=LearnConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
 GROUPS = {"dataset": DatasetConfig, "potential": PotentialConfig, "fim": FimConfig, "target": TargetConfig,
           "matching": MatchingConfig, "descriptors": DescriptorConfig, "quests": QuestsConfig,
-          "ltau": LtauConfig, "energy_outlier": EnergyOutlierConfig, "learn": LearnConfig, "runtime": RuntimeConfig, "store": StoreConfig}
+          "ltau": LtauConfig, "energy_outlier": EnergyOutlierConfig, "learn": LearnConfig, "selection": SelectionConfig,
+          "runtime": RuntimeConfig, "store": StoreConfig}
 
 
 def mergeable(schema) -> DictConfig:

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths
 from pipeline.atoms.descriptors import DESCRIPTORS, check_settings
+from pipeline.core.annealing import Schedule, check_schedule
 from pipeline.core.errors import ConfigError, check_choice
 from pipeline.core.executors import EXECUTORS
 from pipeline.models import parameters
 from pipeline.models.derivatives import METHODS, numdifftools_jacobian
 from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
 from pipeline.models.transforms import TRANSFORMS
+from pipeline.scores import selection
 from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.learn import FIT_METHODS, check_loop
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
@@ -43,6 +45,8 @@ CHOICES = {  # option -> allowed values
     ("ltau", "bin_spacing"): SPACINGS,
     ("ltau", "index"): INDEXES,
     ("learn", "fit_method"): FIT_METHODS,
+    ("selection", "objective"): selection.OBJECTIVES,
+    ("selection", "schedule"): selection.SCHEDULES,
 }
 
 
@@ -68,6 +72,11 @@ def validate(cfg: Config) -> Config:
     training_source(cfg.ltau)
     check_k(cfg.ltau.k)
     check_loop(cfg.learn.warmup, cfg.learn.max_iterations, cfg.learn.rtol)
+    s = cfg.selection
+    selection.check_options(s.budget, s.cost, s.cost_budget)
+    check_schedule(Schedule(s.t_max, s.t_min, s.steps, 1) if s.schedule == "manual" else Schedule(2.0, 1.0, 1, 1))
+    if s.schedule == "auto" and not s.seconds > 0:
+        raise ConfigError(f"selection.seconds: expected a time > 0 s, got {s.seconds}")
     index_args_of(cfg.ltau.index, cfg.ltau.index_args)
     if cfg.fim.derivative.method == "numdifftools":
         numdifftools_jacobian(None, json.dumps(cfg.fim.derivative.numdifftools))

@@ -162,3 +162,21 @@ def learning(iterations: np.ndarray, weights: np.ndarray, candidate_labels: list
     rows += [f"{lab},{p:.10g},{s:.6g},{'' if truth is None else f'{truth[i]:.10g}'}"
              for i, (lab, p, s) in enumerate(zip(target_labels, predicted, sigma))]
     targets_csv.write_text("\n".join(rows) + "\n")
+
+
+def annealing(trace: np.ndarray, baselines: dict[str, float], sign: float, ylabel: str, path: Path, csv: Path) -> None:
+    """The objective (``sign`` × energy) of the current and best subset against annealing
+    step (``trace`` rows: step, temperature, energy, best, acceptance), the baselines'
+    objectives as horizontal lines; the trace in ``csv`` for DVC plots."""
+    with _axes(path, "Budgeted selection: simulated annealing against the baselines", (8, 4.5)) as ax:
+        if len(trace):
+            ax.plot(trace[:, 0], sign * trace[:, 2], lw=1, color="0.6", label="annealing: current subset")
+            ax.plot(trace[:, 0], sign * trace[:, 3], lw=2, color="C0", label="annealing: best subset")
+        for i, (name, value) in enumerate(sorted(baselines.items())):
+            ax.axhline(value, color=f"C{i + 1}", ls="--", lw=1.5, label=f"{name}: {value:.6g}")
+        ax.set_xlabel("annealing step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    rows = ["step,temperature,current,best,acceptance"]
+    rows += [f"{int(r[0])},{r[1]:.6g},{sign * r[2]:.10g},{sign * r[3]:.10g},{r[4]:.4g}" for r in trace]
+    csv.write_text("\n".join(rows) + "\n")

@@ -1,0 +1,131 @@
+"""Stage ``select``: exactly ``selection.budget`` candidates (or a cost budget), by
+simulated annealing of ``selection.objective`` (pipeline/scores/selection.py), beside
+the baselines computed in the same run: greedy forward selection, information
+matching's weights rounded to the top K, and scikit-matter's farthest-point sampling
+on the candidates' mean descriptors.
+
+The candidates are ``matching.candidates`` (the train split, or all). Inputs ``--fims`` (outputs/fim_train/fims.extxyz), ``--target``
+(outputs/fim_property/fim_property.json) and ``--descriptors``
+(outputs/descriptors/descriptors.npz). Outputs in ``--out`` (outputs/select), all or
+none: selected.extxyz (info ``selection_rank``: 1 is the candidate whose removal costs
+the objective most), metrics.json, objective.png with its data in objective.csv, and
+summary.json. Ctrl-C (SIGINT) while annealing stops it with the best subset found,
+and the outputs are written for it (``interrupted: true`` in metrics.json).
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core import annealing, extxyz, plots
+from pipeline.core.atomic import staged
+from pipeline.core.errors import check_choice
+from pipeline.core.outputs import CANDIDATE, FIM_PROPERTY_SCORE, IMAGE_HASH, SELECTION_RANK
+from pipeline.core.timing import Timers
+from pipeline.scores import selection as sel
+from pipeline.scores.matching import candidate_fims, candidate_rows, match
+from stages.common import (
+    as_dict,
+    json_bytes,
+    load_descriptors,
+    read_images,
+    read_json,
+    reproducible,
+    stage_main,
+    write_summary,
+)
+from stages.schema import Config
+
+log = logging.getLogger(__name__)
+OUTPUTS = ("selected.extxyz", "metrics.json", "objective.png", "objective.csv", "summary.json")
+
+
+def objective_of(cfg: Config, fims, target, per_image):
+    s = cfg.selection
+    check_choice("selection.objective", s.objective, sel.OBJECTIVES)
+    if s.objective == "diversity":
+        return sel.Diversity(per_image, cfg.quests.bandwidth)
+    return sel.Information(fims, s.epsilon, target if s.objective == "target" else None)
+
+
+def schedule_of(cfg: Config, p, objective) -> annealing.Schedule:
+    s = cfg.selection
+    check_choice("selection.schedule", s.schedule, sel.SCHEDULES)
+    if s.schedule == "manual":
+        return annealing.Schedule(s.t_max, s.t_min, s.steps, 100)
+    start = sel.greedy(p, objective)
+    return annealing.auto_schedule(start, objective.energy, sel.move(p), s.seconds, s.seed, objective.delta,
+                                   max_steps=sel.enough_steps(p))
+
+
+def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> dict:
+    s, timers = cfg.selection, Timers()
+    rows = candidate_rows(read_images(fims), cfg.matching.candidates, str(fims))
+    goal = read_json(target, "the fim_property stage")
+    f_target = np.array(goal[FIM_PROPERTY_SCORE.key], dtype=float)
+    f = candidate_fims(rows, f_target, goal["labels"], str(fims))  # checks the parameter labels match
+    per_image = load_descriptors(descriptors, [a.info[IMAGE_HASH.key] for a in rows])
+    keep = [i for i, a in enumerate(rows) if bool(a.info.get(s.keep_key, False))]
+    sel.check_options(s.budget, s.cost, s.cost_budget)
+    p = sel.problem(len(rows), s.budget, sel.costs_of([len(a) for a in rows], s.cost), s.cost_budget, keep)
+    objective = objective_of(cfg, f, f_target, per_image)
+    with timers("baselines"):
+        baselines = {"greedy": sel.greedy(p, objective),
+                     "fps": sel.top_k(p, sel.fps_order(np.stack([x.mean(axis=0) for x in per_image]),
+                                                       keep[0] if keep else 0))}
+        weights = match(f, f_target, cfg.matching.precondition, cfg.matching.solver, cfg.matching.weight_tol,
+                        cfg.matching.weight_upper_bound, cfg.matching.max_violation).weights
+        baselines["matching_top_k"] = sel.top_k(p, list(np.argsort(-weights, kind="stable")))
+    with timers("schedule"):
+        schedule = schedule_of(cfg, p, objective)
+    with timers("anneal"):
+        start = baselines["greedy"]
+        done = annealing.anneal(start, objective.energy, sel.move(p), schedule, s.seed, objective.delta,
+                                desc=f"selecting ({s.objective})")
+    best = done.state if done.energy <= objective.energy(start) else start
+    scores = {name: objective.score(state) for name, state in baselines.items()}
+    scores["annealing"] = objective.score(best)
+    rank = _ranks(best, objective)
+    chosen = []
+    for r, i in sorted((r, i) for i, r in rank.items()):
+        atoms = rows[i].copy()
+        atoms.info[SELECTION_RANK.key] = r
+        chosen.append(atoms)
+    metrics = {"objective": s.objective, "selected": len(best), "cost": float(p.costs[list(best)].sum()),
+               "interrupted": done.interrupted, "steps": done.steps, "t_max": schedule.t_max,
+               "t_min": schedule.t_min, **{f"objective_{k}": v for k, v in scores.items()},
+               "kept": len(keep), "candidates": len(rows)}
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
+        extxyz.write(t_xyz, chosen)
+        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
+        sign = 1.0 if s.objective == "target" else -1.0  # score = sign × energy
+        plots.annealing(done.trace, {k: v for k, v in scores.items() if k != "annealing"}, sign,
+                        _label(s.objective), t_png, t_csv)
+        done_summary = write_summary(t_summary, "select", as_dict(s), {"candidates": len(rows), "selected": len(best)},
+                                     timers, {"selected": [rows[i].info[CANDIDATE.key] for i in best]})
+    return done_summary
+
+
+def _ranks(state, objective) -> dict[int, int]:
+    """1 for the candidate whose removal raises the energy most, and so on."""
+    if len(state) == 1:
+        return {state[0]: 1}
+    e = objective.energy(state)
+    loss = {i: objective.energy(tuple(j for j in state if j != i)) - e for i in state}
+    return {i: r + 1 for r, i in enumerate(sorted(state, key=lambda i: (-loss[i], i)))}
+
+
+def _label(objective: str) -> str:
+    return {"information": "log det(Σ F + εI)  (higher: more information)",
+            "target": "λ_max((Σ F + εI)⁻¹ F_target)  (lower: closer to the target)",
+            "diversity": "QUESTS entropy H (nats; higher: more diverse)"}[objective]
+
+
+def main() -> None:
+    stage_main("select", run, "outputs/select", fims="outputs/fim_train/fims.extxyz",
+               target="outputs/fim_property/fim_property.json", descriptors="outputs/descriptors/descriptors.npz")
+
+
+if __name__ == "__main__":
+    main()

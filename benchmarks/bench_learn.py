@@ -11,6 +11,7 @@ times. Goal (issue 13): sw_si_elastic converges in at most 10 iterations and und
 """
 
 import argparse
+import json
 import logging
 import tempfile
 import time
@@ -30,18 +31,18 @@ def run(name: str, scratch: Path) -> str:
     compose([f"+experiment={name}"], params, ROOT / "conf", record=False)
     cfg = load_config(params)
     cfg = replace(cfg, store=replace(cfg.store, path=str(scratch / f"store_{name}")))
-    times, metrics = [], None
+    times = []
     for attempt in ("cold", "warm"):
         start = time.perf_counter()
         hash_stage.run(cfg, scratch / f"{name}_{attempt}/hash")
-        done = learn.run(cfg, scratch / f"{name}_{attempt}/learn", scratch / f"{name}_{attempt}/hash/images.extxyz")
+        learn.run(cfg, scratch / f"{name}_{attempt}/learn", scratch / f"{name}_{attempt}/hash/images.extxyz")
         times.append(time.perf_counter() - start)
-        metrics = metrics or done
-    m = __import__("json").loads((scratch / f"{name}_cold/learn/metrics.json").read_text())
-    warm = __import__("json").loads((scratch / f"{name}_warm/learn/metrics.json").read_text())
+    m = json.loads((scratch / f"{name}_cold/learn/metrics.json").read_text())
+    computed = [json.loads((scratch / f"{name}_{a}/learn/summary.json").read_text())["counts"]["fims_computed"]
+                for a in ("cold", "warm")]
     return (f"| {name} | {m['iterations']} | {m['converged']} | {m['selected']} | {m['fit_reduced_chi2']:.3g} | "
             f"{m.get('truth_within_2_sigma', '-')} of {sum(k.endswith('.truth') for k in m)} | "
-            f"{m['fims_computed']} / {warm['fims_computed']} | {times[0]:.1f} s / {times[1]:.1f} s |")
+            f"{computed[0]} / {computed[1]} | {times[0]:.1f} s / {times[1]:.1f} s |")
 
 
 def main() -> None:

@@ -66,8 +66,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
                     "them as lower bounds", its[-1].reduced_chi2)
     metrics = {"iterations": len(its), "converged": its[-1].converged, "selected": len(chosen),
                "fit_cost": its[-1].fit_cost, "fit_reduced_chi2": its[-1].reduced_chi2,
-               "energy_shift": its[-1].energy_shift,
-               "fims_computed": sum(it.computed for it in its), **report.metrics()}
+               "energy_shift": its[-1].energy_shift, **report.metrics()}
     with staged([out / name for name in OUTPUTS]) as (t_json, t_xyz, t_metrics, t_png, t_iter, t_targets, t_summary):
         t_json.write_bytes(json_bytes({"labels": spec.labels(), "iterations": [it.as_dict() for it in its],
                                        "final": report.as_dict()}))
@@ -82,8 +81,8 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
                        list(report.labels), report.predicted, report.sigma, report.truth,
                        f"{c.truth_kim_id} (reference)", t_png, t_iter, t_targets)
         done = write_summary(t_summary, "learn", {"learn": as_dict(c), "matching": as_dict(m)},
-                             {"candidates": len(cands), **{k: metrics[k] for k in ("iterations", "selected",
-                                                                                   "fims_computed")}}, timers)
+                             {"candidates": len(cands), "iterations": len(its), "selected": len(chosen),
+                              "fims_computed": sum(it.computed for it in its)}, timers)
     return done
 
 

@@ -93,8 +93,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
         atoms.info[SELECTION_RANK.key] = r
         chosen.append(atoms)
     metrics = {"objective": s.objective, "selected": len(best), "cost": float(p.costs[list(best)].sum()),
-               "interrupted": done.interrupted, "steps": done.steps, "t_max": schedule.t_max,
-               "t_min": schedule.t_min, **{f"objective_{k}": v for k, v in scores.items()},
+               "interrupted": done.interrupted, **{f"objective_{k}": v for k, v in scores.items()},
                "kept": len(keep), "candidates": len(rows)}
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
         extxyz.write(t_xyz, chosen)
@@ -102,8 +101,10 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
         sign = 1.0 if s.objective == "target" else -1.0  # score = sign × energy
         plots.annealing(done.trace, {k: v for k, v in scores.items() if k != "annealing"}, sign,
                         _label(s.objective), t_png, t_csv)
-        done_summary = write_summary(t_summary, "select", as_dict(s), {"candidates": len(rows), "selected": len(best)},
-                                     timers, {"selected": [rows[i].info[CANDIDATE.key] for i in best]})
+        counts = {"candidates": len(rows), "selected": len(best), "steps": done.steps, "t_max": schedule.t_max,
+                  "t_min": schedule.t_min}
+        done_summary = write_summary(t_summary, "select", as_dict(s), counts, timers,
+                                     {"selected": [rows[i].info[CANDIDATE.key] for i in best]})
     return done_summary
 
 

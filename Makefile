@@ -6,7 +6,7 @@
 
 SHELL := /bin/bash
 VENV := .venv
-APT_PACKAGES := libkim-api-dev openkim-models pkg-config lammps
+APT_PACKAGES := libkim-api-dev openkim-models pkg-config lammps openssh-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -28,13 +28,17 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class DaskConfig:
-    address: str | None = None  # e.g. tcp://10.0.0.5:8786; None: a local cluster
+    cluster: str = "local"  # local | address | ssh | slurm | pbs (pipeline/core/dask_backend.py)
+    address: str | None = None  # cluster=address: a running scheduler, e.g. tcp://10.0.0.5:8786
+    hosts: list[str] = field(default_factory=list)  # cluster=ssh: the first runs the scheduler, each one workers
+    jobs: int = 1  # cluster=slurm|pbs: batch jobs to submit
+    cluster_kwargs: dict[str, Any] = field(default_factory=dict)  # SSHCluster / SLURMCluster / PBSCluster arguments
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     executor: str = "process"  # serial | process | dask
-    workers: int = 0  # 0: one per core
+    workers: Any = "auto"  # auto: the batch system's allocation, else the affinity mask; or a count
     min_parallel_seconds: float = 2.0  # start-up cost of the workers: started only where they pay
     dask: DaskConfig = field(default_factory=DaskConfig)
     log_level: str = "INFO"

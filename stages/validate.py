@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths
 from pipeline.atoms.descriptors import DESCRIPTORS, check_settings
 from pipeline.core.annealing import Schedule, check_schedule
+from pipeline.core.dask_backend import check as dask_check
 from pipeline.core.errors import ConfigError, check_choice
 from pipeline.core.executors import EXECUTORS
 from pipeline.models import parameters
@@ -29,6 +30,7 @@ from stages.common import LOG_LEVELS
 from stages.described import descriptor_args
 from stages.ltau_fit import training_source
 from stages.models import index_args_of, potential_of, targets_of
+from stages.runtime import dask_of, workers_of
 from stages.schema import Config
 
 CHOICES = {  # option -> allowed values
@@ -80,8 +82,9 @@ def validate(cfg: Config) -> Config:
     index_args_of(cfg.ltau.index, cfg.ltau.index_args)
     if cfg.fim.derivative.method == "numdifftools":
         numdifftools_jacobian(None, json.dumps(cfg.fim.derivative.numdifftools))
-    if cfg.runtime.workers < 0:
-        raise ConfigError(f"runtime.workers: expected 0 (one per core) or more, got {cfg.runtime.workers}")
+    workers_of(cfg.runtime.workers)
+    if cfg.runtime.executor == "dask":
+        dask_check(dask_of(cfg.runtime.dask))
     if cfg.dataset.min_distance < 0:
         raise ConfigError(f"dataset.min_distance: expected a distance >= 0 Å (0: no check), got {cfg.dataset.min_distance}")
     store = Path(cfg.store.path).expanduser()

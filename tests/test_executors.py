@@ -100,7 +100,9 @@ def dask_cluster(tmp_path):
 def test_dask_cluster_equals_serial(dask_cluster, tmp_path):
     frames = images()
     expected = [image_hash(a) for a in frames]
-    with open_executor("dask", 2, dask_cluster) as ex:
+    from pipeline.core.dask_backend import DaskSpec
+
+    with open_executor("dask", 2, DaskSpec("address", dask_cluster, (), 1, "{}")) as ex:
         got = list(ex.map(image_hash, frames))
         workers = {pid for pid, _ in ex.map(pid_and_serial, ["kim"] * 20)}
         fetched = get_or_compute(Store(tmp_path), [f"{i:040x}" for i in range(len(frames))], frames, _hash_array,

@@ -180,7 +180,7 @@ def test_a_malformed_params_file_is_an_error_naming_it(project):
 
 def test_an_unreachable_dask_scheduler_fails_fast_naming_it(project):
     pytest.importorskip("distributed", reason="Dask distributed not installed")
-    write_params(project, "runtime.executor=dask", "runtime.dask.address=tcp://127.0.0.1:9",
+    write_params(project, "runtime.executor=dask", "runtime.dask.cluster=address", "runtime.dask.address=tcp://127.0.0.1:9",
                  "runtime.min_parallel_seconds=0")
     assert stage(project, "hash").returncode == 0
     start = time.monotonic()

@@ -3,8 +3,12 @@
 - ``serial``: in this process, in submission order (for debugging and tiny inputs).
 - ``process``: a local process pool (the default), started by forkserver so workers
   never inherit threads or open KIM models.
-- ``dask``: Dask distributed, at ``dask_address`` or on a local cluster
-  (:mod:`pipeline.core.dask_backend`, imported only when chosen).
+- ``dask``: Dask distributed on the cluster a ``DaskSpec`` names: local, a running
+  scheduler, SSH hosts, SLURM or PBS (:mod:`pipeline.core.dask_backend`, imported
+  only when chosen).
+
+Worker counts: 0 means the cores this job was given (:func:`allocated_cores`: the batch
+system's allocation, else the affinity mask), as Amp's assign_cores read them.
 
 Objects that cannot be pickled (a KIM model, an ASE calculator) are made inside the
 worker with :func:`worker_resource`, once per worker thread, and reused.
@@ -39,13 +43,33 @@ class SerialExecutor(Executor):
         return future
 
 
+ALLOCATION = (("SLURM_CPUS_PER_TASK", "SLURM's cores per task"), ("SLURM_NTASKS", "SLURM's tasks"),
+              ("PBS_NP", "PBS's processors"), ("NSLOTS", "Grid Engine's slots"))
+
+
+def allocated_cores(environ=None) -> int:
+    """The cores this job may use: the first batch-system variable of :data:`ALLOCATION`
+    that is set, else the CPU affinity mask (what ``taskset`` or a container allows)."""
+    environ = os.environ if environ is None else environ
+    for name, what in ALLOCATION:
+        if environ.get(name):
+            try:
+                value = int(environ[name])
+            except ValueError:
+                raise ConfigError(f"runtime.workers=auto: {name}={environ[name]!r} ({what}) is not a count") from None
+            if value >= 1:
+                return value
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
+
+
 @contextmanager
-def open_executor(kind: str, workers: int, dask_address: str | None) -> Iterator[Executor]:
-    """An executor of ``kind`` with ``workers`` workers (0: one per core), shut down on exit."""
+def open_executor(kind: str, workers: int, dask) -> Iterator[Executor]:
+    """An executor of ``kind`` with ``workers`` workers (0: :func:`allocated_cores`), shut
+    down on exit; ``dask`` (a ``DaskSpec``; None: a local cluster) for ``kind="dask"``."""
     check_choice("runtime.executor", kind, EXECUTORS)
     if workers < 0:
-        raise ConfigError(f"runtime.workers: expected 0 (one per core) or more, got {workers}")
-    n = workers or multiprocessing.cpu_count()
+        raise ConfigError(f"runtime.workers: expected auto, or 1 or more, got {workers}")
+    n = workers or allocated_cores()
     if kind == "serial":
         yield SerialExecutor()
     elif kind == "process":
@@ -53,9 +77,9 @@ def open_executor(kind: str, workers: int, dask_address: str | None) -> Iterator
                                  initializer=exit_with, initargs=(os.getpid(),)) as pool:
             yield pool
     else:
-        from pipeline.core.dask_backend import dask_executor
+        from pipeline.core.dask_backend import DaskSpec, dask_executor
 
-        with dask_executor(n, dask_address) as pool:
+        with dask_executor(n, dask or DaskSpec("local", None, (), 1, "{}")) as pool:
             yield pool
 
 
@@ -66,16 +90,16 @@ class ExecutorSpec:
     starting it pays (:func:`pipeline.core.fanout.get_or_compute`)."""
 
     kind: str
-    workers: int  # 0: one per core
-    dask_address: str | None
+    workers: int  # 0: allocated_cores()
+    dask: object  # a pipeline.core.dask_backend.DaskSpec, or None: a local cluster
     min_parallel_seconds: float  # start-up cost of the workers, s; 0: always start them
 
     @property
     def count(self) -> int:
-        return self.workers or multiprocessing.cpu_count()
+        return self.workers or allocated_cores()
 
     def __call__(self):
-        return open_executor(self.kind, self.workers, self.dask_address)
+        return open_executor(self.kind, self.workers, self.dask)
 
 
 def exit_with(parent: int, every: float = 1.0) -> None:

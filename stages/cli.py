@@ -9,6 +9,10 @@
   study) as the named DVC experiment NAME: ``dvc exp run -n NAME -S +experiment=NAME``
   (every stage, so that no metric of another config is shown beside it), on top of the
   recorded overrides; ``dvc exp show`` lists the presets side by side.
+- ``atomsieve sweep OVERRIDES... [--jobs N] [--name PREFIX]``: Hydra's sweep syntax as
+  named DVC experiments, run on N queue workers, then a report in
+  outputs/sweeps/PREFIX/; ``atomsieve sweep --report PREFIX`` draws it again
+  (:mod:`stages.sweep`).
 - ``atomsieve store info|gc|pack``: inspect and maintain the content-addressed store.
 """
 
@@ -16,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -101,6 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name", help="a file of conf/experiment/, without .yaml")
     p.add_argument("--queue", action="store_true", help="queue it (run later with `dvc exp run --run-all`)")
     p.add_argument("--conf", type=Path, default=Path("conf"))
+    p = sub.add_parser("sweep", help="queue a Hydra sweep as named DVC experiments, run them, report")
+    p.add_argument("overrides", nargs="*", help="e.g. 'matching.weight_tol=1e-3,1e-4' 'dataset.seed=range(0,4)'")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="queue workers (DVC experiments run at once)")
+    p.add_argument("--name", help="experiment name prefix (default: sweep-<time>)")
+    p.add_argument("--report", metavar="NAME", help="only draw the report of the sweep NAME again")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the experiments")
+    p.add_argument("--conf", type=Path, default=Path("conf"))
     p = sub.add_parser("store", help="inspect or maintain the content-addressed store")
     p.add_argument("action", choices=["info", "gc", "pack"])
     p.add_argument("--path", type=Path, help="store root (default: store.path of --params)")
@@ -116,6 +128,18 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"warning: {path} is not tracked by git or DVC: `dvc repro` reads it, but queued and --temp "
                       f"experiments will not see it; run `git add {path}` (or `dvc add {path}`) and commit",
                       file=sys.stderr)
+            return
+        if args.command == "sweep":
+            from stages import sweep
+
+            if args.report:
+                print(sweep.report(args.report) / "report.md")
+                return
+            if args.jobs < 1:
+                raise ConfigError(f"atomsieve sweep: --jobs expected 1 or more, got {args.jobs}")
+            name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
+            folder = sweep.sweep(args.overrides, name, args.jobs, args.conf, recorded.read(args.conf) or [], args.timeout)
+            print(folder / "report.md")
             return
         if args.command == "experiment":
             raise SystemExit(experiment(args.name, args.queue, args.conf))

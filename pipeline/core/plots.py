@@ -180,3 +180,29 @@ def annealing(trace: np.ndarray, baselines: dict[str, float], sign: float, ylabe
     rows = ["step,temperature,current,best,acceptance"]
     rows += [f"{int(r[0])},{r[1]:.6g},{sign * r[2]:.10g},{sign * r[3]:.10g},{r[4]:.4g}" for r in trace]
     csv.write_text("\n".join(rows) + "\n")
+
+
+def sweep(keys: list[str], settings: list[dict], values: list, metric: str, path: Path) -> None:
+    """One metric of a sweep's experiments against the first swept key, a line per
+    setting of the other swept keys; a categorical key's values as labelled ticks."""
+    first, others = (keys[0], keys[1:]) if keys else ("experiment", [])
+    xs = [s.get(first) for s in settings] if keys else list(range(len(settings)))
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    ticks = sorted({str(x) for x in xs}) if not numeric else None
+    groups: dict[tuple, list] = {}
+    for s, x, v in zip(settings, xs, values):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            groups.setdefault(tuple((k, s.get(k)) for k in others), []).append((x if numeric else ticks.index(str(x)), v))
+    with _axes(path, f"{metric} against {first}") as ax:
+        for i, (group, points) in enumerate(sorted(groups.items(), key=lambda g: str(g[0]))):
+            points.sort()
+            label = ", ".join(f"{k}={v}" for k, v in group) or None
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{i % 10}", label=label)
+        if numeric and len({x for x in xs if x}) > 2 and min(xs) > 0 and max(xs) / min(xs) > 100:
+            ax.set_xscale("log")
+        if ticks is not None:
+            ax.set_xticks(range(len(ticks)), ticks, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(first)
+        ax.set_ylabel(metric)
+        if others:
+            ax.legend(fontsize=7)

@@ -1,0 +1,221 @@
+"""``atomsieve sweep``: Hydra's sweep syntax as named DVC experiments, and a report that
+answers the sweep's question.
+
+``sweep(overrides, name, jobs)`` expands ``a=1,2,3``, ``range(...)``, ``choice(...)``,
+``glob(...)`` (several keys: their product) with Hydra's own parser, composes and
+checks every combination first (a bad key or value queues nothing), queues each as
+the DVC experiment ``<name>-<i>``, runs the queue on ``jobs`` workers (``dvc queue
+start``, then waits for these experiments), and writes the report. ``report(name)``
+draws it again from ``dvc exp show --json``: ``outputs/sweeps/<name>/report.md`` (the
+swept keys and every metric of every experiment), one PNG per metric against each
+swept key, and ``results.csv`` (every row of the table, for ``dvc plots show``).
+"""
+
+import csv
+import io
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.core.atomic import staged
+from pipeline.core.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+OUT = Path("outputs/sweeps")
+POLL_SECONDS = 2.0
+FINISHED = ("Success", "Failed")
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    """Every combination the sweep overrides name, each a list of plain overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if not overrides:
+        raise ConfigError("atomsieve sweep: expected at least one override, e.g. 'matching.weight_tol=1e-3,1e-4'")
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as err:
+        raise ConfigError(f"atomsieve sweep: cannot parse {list(overrides)}: {str(err).splitlines()[0]} "
+                          "(Hydra's override grammar: a=1,2,3  a=range(0,4)  a=choice(x,y)  group=glob(*))") from err
+    combos = [list(c) for batch in batches for c in batch]
+    if len(combos) < 2:
+        log.warning("atomsieve sweep: %s names a single experiment", list(overrides))
+    return combos
+
+
+def swept_keys(overrides: list[str]) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return [o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(list(overrides))
+            if o.is_sweep_override()]
+
+
+def check_all(combos: list[list[str]], conf_dir: Path, recorded: list[str]) -> None:
+    """Compose and validate every combination (with the recorded overrides first)."""
+    from stages.cli import compose
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for i, combo in enumerate(combos):
+            try:
+                compose([*recorded, *combo], Path(scratch) / f"{i}.yaml", conf_dir, record=False)
+            except ConfigError as err:
+                raise ConfigError(f"atomsieve sweep: experiment {i} ({combo}) is refused, so none is queued: {err}") \
+                    from err
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and proc.returncode:
+        raise InputError(f"dvc {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def queue(name: str, combos: list[list[str]]) -> list[str]:
+    names = [f"{name}-{i}" for i in range(len(combos))]
+    existing = set(experiments_by_name())
+    clash = sorted(set(names) & existing)
+    if clash:
+        raise ConfigError(f"atomsieve sweep: experiments {clash} exist already; choose another --name, or remove them "
+                          f"(`dvc exp remove {' '.join(clash)}`)")
+    for exp, combo in zip(names, combos):
+        dvc("exp", "run", "--queue", "-n", exp, *[arg for o in combo for arg in ("-S", o)])
+    return names
+
+
+def run_queue(names: list[str], jobs: int, timeout: float) -> dict[str, str]:
+    """Start ``jobs`` queue workers and wait until every experiment of ``names`` has
+    finished; the final status of each. The workers are stopped after (DVC's own
+    ``--run-all`` can wait for a worker that never exits: treeverse/dvc#10398)."""
+    dvc("queue", "start", "-j", str(jobs))
+    started, status = time.monotonic(), {}
+    try:
+        while time.monotonic() - started < timeout:
+            status = queue_status(names)
+            if len(status) == len(names) and all(s in FINISHED for s in status.values()):
+                return status
+            time.sleep(POLL_SECONDS)
+        raise InputError(f"atomsieve sweep: the experiments did not finish within {timeout:.0f} s: {status}")
+    finally:
+        dvc("queue", "stop", check=False)
+
+
+def queue_status(names: list[str]) -> dict[str, str]:
+    """``{experiment: status}`` from ``dvc queue status`` for ``names``."""
+    out = {}
+    for line in dvc("queue", "status").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in names:
+            out[parts[1]] = parts[-1]
+    return out
+
+
+def experiments_by_name() -> dict[str, dict]:
+    """``{name: data}`` of every named experiment, from ``dvc exp show --json``."""
+    out = {}
+    for commit in json.loads(dvc("exp", "show", "--json", "--no-pager") or "[]"):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if rev.get("name") and rev.get("data"):
+                    out[rev["name"]] = rev["data"]
+    return out
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def table(name: str, keys: list[str], data: dict[str, dict]) -> tuple[list[str], list[dict]]:
+    """The report's columns (swept keys, then every metric as ``file:key``) and rows."""
+    rows, metrics = [], []
+    for exp in sorted((e for e in data if e.startswith(f"{name}-")), key=lambda e: int(e.rsplit("-", 1)[1])):
+        d = data[exp]
+        params = (d.get("params") or {}).get("params.yaml", {}).get("data", {})
+        row = {"experiment": exp, **{k: _get(params, k) for k in keys}}
+        for path, content in sorted((d.get("metrics") or {}).items()):
+            stage = Path(path).parent.name
+            for k, v in (content.get("data") or {}).items():
+                if isinstance(v, (int, float, str, bool)) or v is None:
+                    col = f"{stage}:{k}"
+                    row[col] = v
+                    if col not in metrics:
+                        metrics.append(col)
+        rows.append(row)
+    if not rows:
+        raise InputError(f"atomsieve sweep --report {name}: no experiment named {name}-<i> in `dvc exp show`")
+    return ["experiment", *keys, *metrics], rows
+
+
+def report(name: str, keys: list[str] | None = None) -> Path:
+    """Write outputs/sweeps/<name>/ from ``dvc exp show --json``; the folder."""
+    from pipeline.core import plots
+
+    folder = OUT / name
+    keys = keys if keys is not None else _recorded_keys(folder)
+    columns, rows = table(name, keys, experiments_by_name())
+    numeric = [c for c in columns[1 + len(keys):]
+               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
+               and len({r.get(c) for r in rows}) > 1]
+    names = ["report.md", "results.csv", "keys.json", *[f"{_file(c)}.png" for c in numeric]]
+    with staged([folder / n for n in names]) as paths:
+        paths[0].write_text(_markdown(name, keys, columns, rows, numeric))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        paths[1].write_text(buf.getvalue())
+        paths[2].write_text(json.dumps(keys))
+        for path, col in zip(paths[3:], numeric):
+            plots.sweep(keys, [{k: r.get(k) for k in keys} for r in rows], [r.get(col) for r in rows], col, path)
+    return folder
+
+
+def _recorded_keys(folder: Path) -> list[str]:
+    try:
+        return json.loads((folder / "keys.json").read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{folder}/keys.json: no record of the swept keys (run `atomsieve sweep` first): {err}") \
+            from err
+
+
+def _file(column: str) -> str:
+    return column.replace(":", "__").replace("/", "_").replace(".", "_")
+
+
+def _markdown(name: str, keys, columns, rows, numeric) -> str:
+    def cell(v):
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    lines = [f"# Sweep `{name}`", "", f"Swept: {', '.join(f'`{k}`' for k in keys) or '(nothing)'}; "
+             f"{len(rows)} experiments. Columns: the swept keys, then every metric as `stage:key`; "
+             "a metric that differs between experiments has a plot against each swept key.", "",
+             "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["", *[f"![{c}]({_file(c)}.png)" for c in numeric], ""]
+    return "\n".join(lines)
+
+
+def sweep(overrides: list[str], name: str, jobs: int, conf_dir: Path, recorded: list[str],
+          timeout: float) -> Path:
+    combos = expand(overrides)
+    check_all(combos, conf_dir, recorded)
+    names = queue(name, combos)
+    print(f"queued {len(names)} experiments {names[0]} .. {names[-1]}; running them on {jobs} workers",
+          file=sys.stderr)
+    status = run_queue(names, jobs, timeout)
+    failed = sorted(n for n, s in status.items() if s != "Success")
+    folder = report(name, swept_keys(overrides))
+    if failed:
+        raise InputError(f"atomsieve sweep: experiments {failed} failed (`dvc queue logs <name>` says why); "
+                         f"the report in {folder} shows the others")
+    return folder

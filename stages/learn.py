@@ -33,7 +33,22 @@ OUTPUTS = ("iterations.json", "selected.extxyz", "metrics.json", "learn.png", "i
            "summary.json")
 
 
+def disabled(cfg: Config, out: Path) -> dict:
+    """``learn.enabled: false``: every output, saying the loop was not asked to run."""
+    with staged([out / name for name in OUTPUTS]) as (t_json, t_xyz, t_metrics, t_png, t_iter, t_targets, t_summary):
+        t_json.write_bytes(json_bytes({"enabled": False}))
+        t_xyz.write_bytes(b"")
+        t_metrics.write_bytes(json_bytes({"enabled": False}))
+        plots.note(t_png, "Active learning", "Not run: set learn.enabled=true, or run a preset\n"
+                   "(atomsieve experiment sw_si_elastic).")
+        t_iter.write_text("iteration,selected,sum_weights,max_relative_sigma\n")
+        t_targets.write_text("target,predicted,sigma,reference\n")
+        return write_summary(t_summary, "learn", {"learn": as_dict(cfg.learn)}, {"enabled": False}, Timers())
+
+
 def run(cfg: Config, out: Path, images: Path) -> dict:
+    if not cfg.learn.enabled:
+        return disabled(cfg, out)
     timers, f, m, c = Timers(), cfg.fim, cfg.matching, cfg.learn
     frames = candidate_rows(read_images(images), m.candidates, str(images))
     hashes = [a.info[IMAGE_HASH.key] for a in frames]
@@ -64,7 +79,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         log.warning("learn: the final fit has reduced chi^2 = %.3g: the potential cannot reproduce the selected data "
                     "to the precision the targets ask (model error); the propagated sigma assume it can, so read "
                     "them as lower bounds", its[-1].reduced_chi2)
-    metrics = {"iterations": len(its), "converged": its[-1].converged, "selected": len(chosen),
+    metrics = {"enabled": True, "iterations": len(its), "converged": its[-1].converged, "selected": len(chosen),
                "fit_cost": its[-1].fit_cost, "fit_reduced_chi2": its[-1].reduced_chi2,
                "energy_shift": its[-1].energy_shift, **report.metrics()}
     with staged([out / name for name in OUTPUTS]) as (t_json, t_xyz, t_metrics, t_png, t_iter, t_targets, t_summary):

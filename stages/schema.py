@@ -243,6 +243,7 @@ class LtauConfig:
 
 @dataclass(frozen=True)
 class LearnConfig:
+    enabled: bool = False  # the loop runs only when asked (conf/experiment presets): it needs labelled data
     warmup: int = 1  # iterations before the weights accumulate (element-wise maximum)
     max_iterations: int = 10
     rtol: float = 1e-4  # accumulated weights equal to the previous ones within this: converged
@@ -254,6 +255,7 @@ class LearnConfig:
 
 @dataclass(frozen=True)
 class SelectionConfig:
+    enabled: bool = False  # runs only when asked (conf/selection presets): a budget is the user's to set
     objective: str = "information"  # information | target | diversity (pipeline/scores/selection.py)
     budget: int | None = 10  # candidates to choose; null with a cost_budget
     cost: str = "count"  # count | atoms | atoms3: the cost of a candidate (atoms³ ~ DFT)

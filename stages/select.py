@@ -59,7 +59,20 @@ def schedule_of(cfg: Config, p, objective) -> annealing.Schedule:
                                    max_steps=sel.enough_steps(p))
 
 
+def disabled(cfg: Config, out: Path) -> dict:
+    """``selection.enabled: false``: every output, saying the stage was not asked to run."""
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
+        t_xyz.write_bytes(b"")
+        t_metrics.write_bytes(json_bytes({"enabled": False}))
+        plots.note(t_png, "Budgeted selection", "Not run: choose a preset and a budget, e.g.\n"
+                   "atomsieve compose selection=information selection.budget=20")
+        t_csv.write_text("step,temperature,current,best,acceptance\n")
+        return write_summary(t_summary, "select", as_dict(cfg.selection), {"enabled": False}, Timers())
+
+
 def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> dict:
+    if not cfg.selection.enabled:
+        return disabled(cfg, out)
     s, timers = cfg.selection, Timers()
     rows = candidate_rows(read_images(fims), cfg.matching.candidates, str(fims))
     goal = read_json(target, "the fim_property stage")
@@ -92,7 +105,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
         atoms = rows[i].copy()
         atoms.info[SELECTION_RANK.key] = r
         chosen.append(atoms)
-    metrics = {"objective": s.objective, "selected": len(best), "cost": float(p.costs[list(best)].sum()),
+    metrics = {"enabled": True, "objective": s.objective, "selected": len(best), "cost": float(p.costs[list(best)].sum()),
                "interrupted": done.interrupted, **{f"objective_{k}": v for k, v in scores.items()},
                "kept": len(keep), "candidates": len(rows)}
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):

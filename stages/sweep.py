@@ -93,7 +93,10 @@ def run_queue(names: list[str], jobs: int, timeout: float) -> dict[str, str]:
     """Start ``jobs`` queue workers and wait until every experiment of ``names`` has
     finished; the final status of each. The workers are stopped after (DVC's own
     ``--run-all`` can wait for a worker that never exits: treeverse/dvc#10398)."""
-    dvc("queue", "start", "-j", str(jobs))
+    # the workers outlive this command: give them no pipe of ours to hold open
+    if subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode:
+        raise InputError(f"dvc queue start -j {jobs} failed; `dvc queue status` says why")
     started, status = time.monotonic(), {}
     try:
         while time.monotonic() - started < timeout:

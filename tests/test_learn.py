@@ -111,6 +111,13 @@ def test_new_target_fims_are_symmetric_psd_and_agree_between_steps(sw, kind, ext
     np.testing.assert_allclose(fims[0], fims[1], rtol=2e-3, atol=1e-8 * np.abs(fims[0]).max())
 
 
+def test_the_loop_runs_only_when_asked(tmp_path):
+    proc = stage(tmp_path, "learn.enabled=false", f"store.path={tmp_path / 'store'}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "learn/metrics.json").read_text()) == {"enabled": False}
+    assert (tmp_path / "learn/learn.png").stat().st_size > 0 and (tmp_path / "learn/selected.extxyz").read_text() == ""
+
+
 def test_bad_targets_are_refused():
     with pytest.raises(ConfigError, match=r"lattice: expected one of \['bcc', 'diamond', 'fcc'\], got 'hcp'"):
         targets_of({"t": {"type": "energy_curve", "lattice": "hcp", "species": "Si", "covariance": {"relative": 0.1}}})
@@ -251,7 +258,7 @@ def stage(tmp, *overrides, out="learn"):
     return proc
 
 
-LEARN = ["dataset.paths=[data/sw_si_learn/candidates.extxyz]", "dataset.test_fraction=0.0", "matching.candidates=all",
+LEARN = ["learn.enabled=true", "dataset.paths=[data/sw_si_learn/candidates.extxyz]", "dataset.test_fraction=0.0", "matching.candidates=all",
          "potential.transform.type=log", f"learn.truth_kim_id={SNAP}"]
 
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, kim_model_or_skip
 from omegaconf import OmegaConf
 
 from pipeline.core import annealing
@@ -144,33 +144,45 @@ def test_bad_budgets_are_refused():
 
 # --- the stage --------------------------------------------------------------------------------------------------
 
+SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 INPUTS = {"--fims": "outputs/fim_train/fims.extxyz", "--target": "outputs/fim_property/fim_property.json",
           "--descriptors": "outputs/descriptors/descriptors.npz"}
 
 
 @pytest.fixture(scope="module")
-def example_outputs():
-    """The example's fim_train, fim_property and descriptors outputs, made with the stages."""
-    missing = [p for p in INPUTS.values() if not (ROOT / p).exists()]
-    if missing:
-        pytest.skip(f"run `dvc repro` first (missing {missing})")
-    return ROOT
+def example_outputs(tmp_path_factory):
+    """The example's fim_train, fim_property and descriptors outputs, made here by the stages."""
+    from stages import descriptors, fim_property, fim_train
+    from stages import hash as hash_stage
+
+    kim_model_or_skip(SW)
+    base = tmp_path_factory.mktemp("example")
+    cfg = load_config(ROOT / "params.yaml", [f"store.path={base / 'store'}", "runtime.executor=serial",
+                                             f"dataset.root={ROOT / 'data'}",
+                                             f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]"])
+    hash_stage.run(cfg, base / "outputs/hash")
+    images = base / "outputs/hash/images.extxyz"
+    fim_train.run(cfg, base / "outputs/fim_train", images)
+    fim_property.run(cfg, base / "outputs/fim_property")
+    descriptors.run(cfg, base / "outputs/descriptors", images)
+    return base
 
 
-def select_stage(tmp, *overrides, out="select", wait=True):
+def select_stage(tmp, *overrides, out="select", wait=True, base=None):
     params = tmp / "p.yaml"
-    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", ["matching.candidates=all", *overrides])),
+    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", ["matching.candidates=all",
+                                                                           "selection.enabled=true", *overrides])),
                    params)
     args = [sys.executable, "-m", "stages.select", "--params", str(params), "--out", str(tmp / out)]
     for key, value in INPUTS.items():
-        args += [key, str(ROOT / value)]
+        args += [key, str(base / value)]
     if wait:
         return subprocess.run(args, capture_output=True, text=True, cwd=tmp)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
 
 
 def test_the_stage_beats_or_equals_every_baseline(example_outputs, tmp_path):
-    proc = select_stage(tmp_path, "selection.budget=4", "selection.seconds=2")
+    proc = select_stage(tmp_path, "selection.budget=4", "selection.seconds=2", base=example_outputs)
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "select/metrics.json").read_text())
     for baseline in ("greedy", "fps", "matching_top_k"):
@@ -184,7 +196,7 @@ def test_the_stage_beats_or_equals_every_baseline(example_outputs, tmp_path):
 
 def test_sigint_while_annealing_writes_the_best_so_far(example_outputs, tmp_path):
     proc = select_stage(tmp_path, "selection.budget=4", "selection.schedule=manual", "selection.steps=3000000",
-                        "runtime.log_level=DEBUG", wait=False)
+                        "runtime.log_level=DEBUG", wait=False, base=example_outputs)
     deadline = time.time() + 60
     seen = ""
     while time.time() < deadline and "step" not in seen:  # the annealer's first progress line
@@ -202,21 +214,28 @@ def test_sigint_while_annealing_writes_the_best_so_far(example_outputs, tmp_path
     assert all((tmp_path / "select" / name).exists() for name in ("selected.extxyz", "objective.png", "summary.json"))
 
 
+def test_the_stage_runs_only_when_asked(example_outputs, tmp_path):
+    proc = select_stage(tmp_path, "selection.enabled=false", base=example_outputs)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "select/metrics.json").read_text()) == {"enabled": False}
+
+
 def test_bad_selection_input_is_refused_whole(example_outputs, tmp_path):
     for overrides, message in ((["selection.budget=1000"], "expected a count from 1 to the 40 candidates, got 1000"),
                                (["selection.budget=0"], "selection.budget: expected a count of at least 1, got 0"),
                                (["selection.budget=null", "selection.cost=atoms3", "selection.cost_budget=100"],
                                 "no single candidate fits"),
                                (["selection.objective=dopt"], "selection.objective: expected one of")):
-        proc = select_stage(tmp_path, *overrides, out="bad")
+        proc = select_stage(tmp_path, *overrides, out="bad", base=example_outputs)
         assert proc.returncode == 1 and message in proc.stderr.strip().splitlines()[-1], proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "bad").exists()
-    target = json.loads((ROOT / INPUTS["--target"]).read_text())
+    target = json.loads((example_outputs / INPUTS["--target"]).read_text())
     target["labels"] = {"0": {"parameter": "sigma", "extent": 0}, "1": {"parameter": "B", "extent": 0}}
     (tmp_path / "target.json").write_text(json.dumps(target))
     params = tmp_path / "p.yaml"
     proc = subprocess.run([sys.executable, "-m", "stages.select", "--params", str(params), "--out", str(tmp_path / "bad"),
-                           "--fims", str(ROOT / INPUTS["--fims"]), "--target", str(tmp_path / "target.json"),
-                           "--descriptors", str(ROOT / INPUTS["--descriptors"])], capture_output=True, text=True)
+                           "--fims", str(example_outputs / INPUTS["--fims"]), "--target", str(tmp_path / "target.json"),
+                           "--descriptors", str(example_outputs / INPUTS["--descriptors"])], capture_output=True,
+                          text=True)
     assert proc.returncode == 1 and "but the target's over sigma:0,B:0" in proc.stderr, proc.stderr
     assert not (tmp_path / "bad").exists()

@@ -206,3 +206,10 @@ def sweep(keys: list[str], settings: list[dict], values: list, metric: str, path
         ax.set_ylabel(metric)
         if others:
             ax.legend(fontsize=7)
+
+
+def note(path: Path, title: str, text: str) -> None:
+    """A figure that only says ``text``: what a plot output holds when its stage was not asked to run."""
+    with _axes(path, title, (7, 2.5)) as ax:
+        ax.axis("off")
+        ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11)

@@ -58,13 +58,20 @@ def swept_keys(overrides: list[str]) -> list[str]:
 
 
 def check_all(combos: list[list[str]], conf_dir: Path, recorded: list[str]) -> None:
-    """Compose and validate every combination (with the recorded overrides first)."""
+    """Compose and validate every combination (with the recorded overrides first), and
+    reach its Dask scheduler or SSH hosts if it names any."""
+    from pipeline.core.dask_backend import probe
     from stages.cli import compose
+    from stages.common import load_config
+    from stages.runtime import dask_of
 
     with tempfile.TemporaryDirectory() as scratch:
         for i, combo in enumerate(combos):
             try:
                 compose([*recorded, *combo], Path(scratch) / f"{i}.yaml", conf_dir, record=False)
+                runtime = load_config(Path(scratch) / f"{i}.yaml").runtime
+                if runtime.executor == "dask":
+                    probe(dask_of(runtime.dask))
             except ConfigError as err:
                 raise ConfigError(f"atomsieve sweep: experiment {i} ({combo}) is refused, so none is queued: {err}") \
                     from err
@@ -166,20 +173,22 @@ def report(name: str, keys: list[str] | None = None) -> Path:
     folder = OUT / name
     keys = keys if keys is not None else _recorded_keys(folder)
     columns, rows = table(name, keys, experiments_by_name())
-    numeric = [c for c in columns[1 + len(keys):]
-               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
-               and len({r.get(c) for r in rows}) > 1]
-    names = ["report.md", "results.csv", "keys.json", *[f"{_file(c)}.png" for c in numeric]]
+    metrics = columns[1 + len(keys):]
+    numeric = [c for c in metrics
+               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
+    pairs = [(c, k) for c in numeric for k in keys]  # a plot of each metric against each swept key
+    names = ["report.md", "results.csv", "keys.json", *[f"{_file(c)}__vs__{_file(k)}.png" for c, k in pairs]]
     with staged([folder / n for n in names]) as paths:
-        paths[0].write_text(_markdown(name, keys, columns, rows, numeric))
+        paths[0].write_text(_markdown(name, keys, columns, rows, names[3:]))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         paths[1].write_text(buf.getvalue())
         paths[2].write_text(json.dumps(keys))
-        for path, col in zip(paths[3:], numeric):
-            plots.sweep(keys, [{k: r.get(k) for k in keys} for r in rows], [r.get(col) for r in rows], col, path)
+        for path, (col, key) in zip(paths[3:], pairs):
+            order = [key, *[k for k in keys if k != key]]
+            plots.sweep(order, [{k: r.get(k) for k in keys} for r in rows], [r.get(col) for r in rows], col, path)
     return folder
 
 
@@ -195,16 +204,26 @@ def _file(column: str) -> str:
     return column.replace(":", "__").replace("/", "_").replace(".", "_")
 
 
-def _markdown(name: str, keys, columns, rows, numeric) -> str:
+def _markdown(name: str, keys, columns, rows, pngs) -> str:
     def cell(v):
         return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
-    lines = [f"# Sweep `{name}`", "", f"Swept: {', '.join(f'`{k}`' for k in keys) or '(nothing)'}; "
-             f"{len(rows)} experiments. Columns: the swept keys, then every metric as `stage:key`; "
-             "a metric that differs between experiments has a plot against each swept key.", "",
-             "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    lines += ["", *[f"![{c}]({_file(c)}.png)" for c in numeric], ""]
+    def markdown_table(cols):
+        return ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols),
+                *["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]]
+
+    metrics = columns[1 + len(keys):]
+    changed = [c for c in metrics if len({cell(r.get(c)) for r in rows}) > 1]
+    lines = [f"# Sweep `{name}`", "", f"Swept: {', '.join(f'`{k}`' for k in keys) or '(nothing)'}; {len(rows)} "
+             "experiments (`dvc exp show` lists them). Metrics are named `stage:key`.", "", "## What changed", ""]
+    if changed:
+        lines += [f"{len(changed)} of {len(metrics)} metrics differ between the experiments:", "",
+                  *markdown_table(["experiment", *keys, *changed])]
+    else:
+        lines += [f"No metric differs between the experiments: none of the {len(metrics)} metrics depends on "
+                  f"{', '.join(f'`{k}`' for k in keys)} over the values swept."]
+    lines += ["", "## Every metric", "", *markdown_table(columns), "", "## Plots", "",
+              *[f"![{p}]({p})" for p in pngs], ""]
     return "\n".join(lines)
 
 

@@ -47,6 +47,27 @@ def check(spec: DaskSpec) -> None:
         raise ConfigError(f"runtime.dask.jobs: expected at least 1 batch job, got {spec.jobs}")
 
 
+def probe(spec: DaskSpec) -> None:
+    """Refuse, within CONNECT_SECONDS, a scheduler address or SSH host nothing answers at
+    (before anything is queued that would fail there later)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if spec.cluster == "address":
+        url = urlparse(spec.address if "://" in spec.address else f"tcp://{spec.address}")
+        targets, key = [(url.hostname, url.port or 8786)], "runtime.dask.address"
+    elif spec.cluster == "ssh":
+        port = int((json.loads(spec.kwargs).get("connect_options") or {}).get("port", 22))
+        targets, key = [(h, port) for h in dict.fromkeys(spec.hosts)], "runtime.dask.hosts"
+    else:
+        return
+    for host, port in targets:
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+        except OSError as err:
+            raise ConfigError(f"{key}: nothing answers at {host}:{port} ({type(err).__name__}: {err})") from err
+
+
 def jobqueue_cluster(kind: str, kwargs: dict):
     """dask-jobqueue's cluster object of ``kind`` (slurm | pbs), no job submitted yet;
     its ``job_script()`` is what a submission would run."""

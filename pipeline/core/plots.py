@@ -198,7 +198,7 @@ def sweep(keys: list[str], settings: list[dict], values: list, metric: str, path
             points.sort()
             label = ", ".join(f"{k}={v}" for k, v in group) or None
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{i % 10}", label=label)
-        if numeric and len({x for x in xs if x}) > 2 and min(xs) > 0 and max(xs) / min(xs) > 100:
+        if numeric and len({x for x in xs if x}) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 50:
             ax.set_xscale("log")
         if ticks is not None:
             ax.set_xticks(range(len(ticks)), ticks, rotation=30, ha="right", fontsize=8)

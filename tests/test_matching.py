@@ -81,3 +81,37 @@ def test_a_violated_constraint_is_an_error():
     with pytest.raises(MatchingError, match=r"violated by 0\.707.*max_violation=1e-06"):
         matched(cands, np.eye(2), weight_tol=0.5)
     assert matched(cands, np.eye(2), weight_tol=0.5, max_violation=0.8).selected == (1,)
+
+
+def random_problem(n, p=6, rank=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p, rank)) * 10 ** rng.uniform(-0.5, 0.5, size=(n, 1, 1))
+    y = rng.normal(size=(p, p))
+    return x @ x.transpose(0, 2, 1), y @ y.T / 10
+
+
+@pytest.mark.parametrize("options", [{}, {"weight_upper_bound": 0.004}])
+def test_column_generation_reaches_the_direct_solution(monkeypatch, options):
+    """Many candidates are matched over subsets priced by the dual (matching_columns.py):
+    the same selection and weights as one solve over all of them."""
+    from pipeline.scores import matching
+
+    cands, target = random_problem(3000)
+    direct = matched(cands, target, **options)
+    monkeypatch.setattr(matching, "COLUMNS_FROM", 100)
+    monkeypatch.setattr("pipeline.scores.matching_columns.START", 200)
+    by_columns = matched(cands, target, **options)
+    assert by_columns.selected == direct.selected
+    assert by_columns.weights.sum() == pytest.approx(direct.weights.sum(), rel=1e-6)
+    np.testing.assert_allclose(by_columns.weights, direct.weights, rtol=0, atol=1e-4 * direct.weights.max())
+    assert by_columns.min_eigenvalue >= -1e-6
+
+
+def test_column_generation_still_refuses_an_infeasible_target(monkeypatch):
+    from pipeline.scores import matching
+
+    monkeypatch.setattr(matching, "COLUMNS_FROM", 10)
+    monkeypatch.setattr("pipeline.scores.matching_columns.START", 5)
+    rank_one = np.stack([np.outer(v, v) for v in np.random.default_rng(1).normal(size=(40, 1)) * [[1.0, 0.0]]])
+    with pytest.raises(MatchingError, match="cannot match the target"):
+        matched(rank_one, np.eye(2))

@@ -33,6 +33,7 @@ SOLVERS = ("CLARABEL", "SCS", "SDPA")
 # SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give
 SOLVER_OPTIONS = {"CLARABEL": {}, "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 500_000}, "SDPA": {}}
 PRECONDITIONS = ("max_frobenius", "frobenius", "none")
+COLUMNS_FROM = 20_000  # more (preconditioned) candidates than this: column generation (matching_columns.py)
 
 
 class MatchingError(AtomsieveError):
@@ -118,6 +119,11 @@ def _hint(solver: str) -> str:
             "different sizes on one scale, or a matching.weight_upper_bound")
 
 
+def _scaled_confs(configs: dict) -> np.ndarray:
+    """Each candidate's fim_scale, as ConvexOpt reads it (1 for a bare matrix)."""
+    return np.array([v.get("fim_scale", 1.0) if isinstance(v, dict) else 1.0 for v in configs.values()])
+
+
 def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver: str, weight_tol: float,
           weight_upper_bound: float | None, max_violation: float) -> Match:
     """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P).
@@ -146,22 +152,33 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     if precondition != "none":
         target_in, configs = preconditioner(target, precondition), preconditioner(configs, precondition)
     start = time.perf_counter()
+    kwargs = {"solver": getattr(cp, solver), **SOLVER_OPTIONS[solver]}
     try:
-        opt = ConvexOpt(target_in, configs, weight_upper_bound=weight_upper_bound)
-        opt.solve(solver=getattr(cp, solver), **SOLVER_OPTIONS[solver])
+        columns = len(configs) > COLUMNS_FROM and precondition != "none"  # unscaled problems are solved whole
+        if columns:  # many candidates: the same optimum over a few thousand
+            from pipeline.scores.matching_columns import solve as by_columns
+
+            opt, scaled = by_columns(ConvexOpt, target_in, configs, weight_upper_bound, kwargs)
+            scale_conf = _scaled_confs(configs)
+        else:
+            opt, scaled = ConvexOpt(target_in, configs, weight_upper_bound=weight_upper_bound), None
+            opt.solve(**kwargs)
+            scale_conf = opt.scale_conf
     except (cp.error.SolverError, ValueError, ZeroDivisionError) as err:
         raise MatchingError(
             f"matching.solver={solver}: {type(err).__name__}: {err} Badly scaled FIMs are the usual cause: "
             f"{_hint(solver)}") from err
     except AttributeError:  # ConvexOpt.solve reads the weights a failed solve left as None
-        pass
+        scaled = None
     seconds = time.perf_counter() - start
     status = opt.problem.status
-    if status in ("infeasible", "infeasible_inaccurate") or opt.result is None or opt.result["wm"] is None:
+    if scaled is None and opt.result is not None and opt.result["wm"] is not None and not columns:
+        scaled = np.asarray(opt.result["wm"], dtype=float).ravel()
+    if status in ("infeasible", "infeasible_inaccurate") or scaled is None:
         raise MatchingError(
             f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
             "(do their FIMs together cover every direction the target needs?)")
-    weights = np.clip(opt.result["wm"] * opt.scale_conf / opt.scale_qoi, 0.0, None)
+    weights = np.clip(scaled * scale_conf / opt.scale_qoi, 0.0, None)
     weights[weights < weight_tol * weights.max()] = 0.0
     selected = tuple(int(i) for i in np.flatnonzero(weights))
     if not selected:

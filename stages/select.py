@@ -49,12 +49,11 @@ def objective_of(cfg: Config, fims, target, per_image):
     return sel.Information(fims, s.epsilon, target if s.objective == "target" else None)
 
 
-def schedule_of(cfg: Config, p, objective) -> annealing.Schedule:
+def schedule_of(cfg: Config, p, objective, start) -> annealing.Schedule:
     s = cfg.selection
     check_choice("selection.schedule", s.schedule, sel.SCHEDULES)
     if s.schedule == "manual":
         return annealing.Schedule(s.t_max, s.t_min, s.steps, 100)
-    start = sel.greedy(p, objective)
     return annealing.auto_schedule(start, objective.energy, sel.move(p), s.seconds, s.seed, objective.delta,
                                    max_steps=sel.enough_steps(p))
 
@@ -91,7 +90,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
                         cfg.matching.weight_upper_bound, cfg.matching.max_violation).weights
         baselines["matching_top_k"] = sel.top_k(p, list(np.argsort(-weights, kind="stable")))
     with timers("schedule"):
-        schedule = schedule_of(cfg, p, objective)
+        schedule = schedule_of(cfg, p, objective, baselines["greedy"])
     with timers("anneal"):
         start = baselines["greedy"]
         done = annealing.anneal(start, objective.energy, sel.move(p), schedule, s.seed, objective.delta,

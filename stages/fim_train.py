@@ -3,8 +3,9 @@
 Input ``--images`` (outputs/hash/images.extxyz). A candidate is (image, quantity,
 mask): a row asks for one quantity or several (``energy,forces``), and copies of an
 image asking for others are rows of their own. Outputs in ``--out``
-(outputs/fim_train), all or none: fims.extxyz (every candidate with info ``candidate``,
-``fim_quantity``, ``fim_training_set_score``, P×P, and ``image_hash``), fims.npz
+(outputs/fim_train), all or none: fims.extxyz (every candidate: its row of the input as written,
+labels included, with info ``candidate``, ``fim_quantity``, ``fim_parameters`` and
+``fim_training_set_score``, P×P), fims.npz
 (candidate, image_hash, quantity, mask digest, fim, parameter, extent), summary.json
 and eigenvalues.png.
 """
@@ -42,6 +43,10 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     timers, f = Timers(), cfg.fim
     with timers("read"):
         frames = read_images(images)
+        texts = extxyz.frame_texts(images)
+        if len(texts) != len(frames) or any(int(t[:t.index("\n")]) != len(a) for t, a in zip(texts, frames)):
+            raise InputError(f"{images}: {len(texts)} frames by their atom-count lines, but ASE reads {len(frames)} "
+                             "of other sizes; expected a plain extxyz file, as the hash stage writes")
         hashes = [a.info[IMAGE_HASH.key] for a in frames]
         mask_arrays = [load_mask(p) for p in dataset.expand_paths(f.mask_files, cfg.dataset.root, "fim.mask_files")]
     kinds = quantities(frames, hashes, f.quantity, f.quantity_key)
@@ -54,13 +59,13 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     counts = {"images": len(set(hashes)), "candidates": len(cands), "computed": result.computed,
               "cached": len(cands) - result.computed, "parameters": len(labels)}
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_npz, t_summary, t_png), timers("write"):
-        rows, names = [], label_text(result.labels)
-        for c, fim in zip(cands, result.fims):
-            atoms = frames[c.row].copy()
-            atoms.info.update({CANDIDATE.key: c.id, FIM_QUANTITY.key: c.quantity, FIM_PARAMETERS.key: names,
-                               FIM_TRAINING_SET_SCORE.key: fim})
-            rows.append(atoms)
-        extxyz.write(t_xyz, rows)
+        # each candidate's row of the input as it was written, its labels too, with the FIM added:
+        # no extxyz parsing and formatting again
+        names = label_text(result.labels)
+        t_xyz.write_text("".join(
+            extxyz.with_info(texts[c.row], {CANDIDATE.key: c.id, FIM_QUANTITY.key: c.quantity,
+                                            FIM_PARAMETERS.key: names, FIM_TRAINING_SET_SCORE.key: fim})
+            for c, fim in zip(cands, result.fims)))
         with open(t_npz, "wb") as fh:
             np.savez(fh, candidate=np.array([c.id for c in cands]), image_hash=np.array([c.image_hash for c in cands]),
                      quantity=np.array([c.quantity for c in cands]), mask=np.array([c.mask_digest for c in cands]),

@@ -250,3 +250,22 @@ def test_each_stencil_is_exact_for_polynomials_of_its_order(method, degree):
     theta = np.array([0.7, -1.3])
     exact = np.diag([sum(k * c * x ** (k - 1) for k, c in enumerate(coeffs) if k) for x in theta])
     np.testing.assert_allclose(jacobian(f, theta, Derivative(method, rel_step=1e-2)), exact, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("skin", [0.0, 0.5])
+def test_neighbour_list_kept_or_rebuilt_as_the_cutoff_moves(sw, skin):
+    """A model kept across parameter changes gives the forces of a model made afresh at
+    those parameters: within the skin the list is kept, past it rebuilt (else atoms
+    between the old and the new cutoff would be missed)."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.1, seed=4)
+    kept = make_potential(Potential(type="kim", kim_id=SW, species=["Si"], skin=skin))
+    cutoff = kept.defaults["cutoff", 0]
+    for value in [cutoff, cutoff * (1 + 1e-4), cutoff + 0.8, cutoff * (1 - 1e-4), cutoff]:
+        kept.set([("cutoff", 0, value)])
+        fresh = make_potential(Potential(type="kim", kim_id=SW, species=["Si"], skin=skin))
+        fresh.set([("cutoff", 0, value)])
+        np.testing.assert_allclose(kept.compute(atoms, "forces"), fresh.compute(atoms, "forces"), rtol=1e-12,
+                                   atol=1e-12, err_msg=f"cutoff {value}")
+    assert not np.allclose(fresh.compute(atoms, "forces"), (fresh.set([("cutoff", 0, cutoff + 0.8)]),
+                                                            fresh.compute(atoms, "forces"))[1])  # it matters

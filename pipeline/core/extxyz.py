@@ -53,3 +53,42 @@ def write(path: Path | str, frames: Sequence[Atoms]) -> None:
             ase.io.write(path, list(frames), format="extxyz")
         finally:
             extxyz.output_column_format = original
+
+
+def frame_texts(path: Path | str) -> list[str]:
+    """The text of every frame of an extxyz file, as it is written: the atom-count line,
+    the comment line and the atom lines. ``InputError`` where a frame is not whole."""
+    from pipeline.core.errors import InputError
+
+    lines = Path(path).read_text().splitlines(keepends=True)
+    out, i = [], 0
+    while i < len(lines):
+        if not lines[i].strip():  # blank lines between or after frames
+            i += 1
+            continue
+        try:
+            n = int(lines[i])
+        except ValueError:
+            raise InputError(f"{path}: line {i + 1}: expected the atom count of frame {len(out)}, "
+                             f"got {lines[i].strip()[:60]!r}") from None
+        if n < 0 or i + 2 + n > len(lines):
+            raise InputError(f"{path}: frame {len(out)} (line {i + 1}): expected {n} atom lines after its comment, "
+                             f"got {max(len(lines) - i - 2, 0)}")
+        out.append("".join(lines[i:i + 2 + n]))
+        i += 2 + n
+    return out
+
+
+def with_info(text: str, info: dict) -> str:
+    """One frame's text (from :func:`frame_texts`) with ``info`` added to its comment
+    line, each value written as ASE writes it; a key the line has already is replaced.
+    The atom lines are kept as they are: nothing is parsed or re-formatted."""
+    from ase.io.extxyz import key_val_dict_to_str, key_val_str_to_dict
+
+    count, comment, rest = text.split("\n", 2)
+    if any(key in comment for key in info):  # maybe there already: parse it to replace it
+        parsed = key_val_str_to_dict(comment)
+        comment = key_val_dict_to_str({**{k: v for k, v in parsed.items() if k not in info}, **info})
+    else:
+        comment = f"{comment} {key_val_dict_to_str(info)}"
+    return f"{count}\n{comment}\n{rest}"

@@ -59,7 +59,7 @@ def get_or_compute(
     min_parallel_seconds = getattr(executor, "min_parallel_seconds", 0.0)  # a bare maker: always start it
     if len(keys) != len(payloads):
         raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
-    results: list[Arrays | None] = [store.get(k) for k in keys]
+    results: list[Arrays | None] = store.get_many(keys)
     todo: dict[str, int] = {}
     for i, (k, r) in enumerate(zip(keys, results)):
         if r is None:

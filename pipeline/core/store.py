@@ -25,7 +25,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,17 +150,26 @@ class Store:
 
     def get(self, key: str) -> Arrays | None:
         """The entry's arrays (read-only), or None if absent or damaged."""
+        return self._get(key, reload=True)
+
+    def get_many(self, keys: Sequence[str]) -> list[Arrays | None]:
+        """:meth:`get` of every key, the pack indexes read once for all (a miss does not
+        look for packs written since)."""
+        self._load_index()
+        return [self._get(k, reload=False) for k in keys]
+
+    def _get(self, key: str, reload: bool) -> Arrays | None:
         path = self._loose(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return self._get_packed(key)
+            return self._get_packed(key) if reload or key in self._index else None
         try:
             return decode(key, data)
         except ValueError as err:
             log.warning("store: damaged entry %s (%s); it will be recomputed", path, err)
             path.unlink(missing_ok=True)
-            return self._get_packed(key)
+            return self._get_packed(key) if reload or key in self._index else None
 
     def _get_packed(self, key: str) -> Arrays | None:
         for attempt in range(2):

@@ -96,8 +96,10 @@ def parameter_jacobian(potential, assignments, n_tunable: int, transform: Transf
     values = np.array([v for _, _, v in tunable])
     resolved = resolve_transform(transform, values)
 
+    names, extents = [n for n, _, _ in tunable], [k for _, k, _ in tunable]
+
     def f(theta):
-        potential.set((n, k, v) for (n, k, _), v in zip(tunable, resolved.inverse(theta)))
+        potential.set(zip(names, extents, resolved.inverse(theta).tolist()))
         return evaluate()
 
     try:

@@ -76,11 +76,13 @@ class KIMPotential:
             if str(dtype) == "Double":
                 self.params[name] = (i, extent)
         self.defaults = {(n, k): self.get(n, k) for n, (_, extent) in self.params.items() for k in range(extent)}
+        self._values = dict(self.defaults)  # what the model holds now
         self.args = self.model.compute_arguments_create()
         self._energy = np.zeros(1)
         self._virial = np.zeros(6)
+        self._virial_on = None
         self._key = None
-        self._built_for = -1.0
+        self._reach_now()  # _key None: nothing built yet
 
     def _species_codes(self, species: tuple[str, ...]) -> dict[int, int]:
         from ase.data import atomic_numbers
@@ -109,17 +111,35 @@ class KIMPotential:
         return self.model.get_parameter_double(self.params[name][0], extent)
 
     def set(self, assignments) -> None:
-        """Set ``(name, extent, value)`` triples, then refresh the model once."""
+        """Set ``(name, extent, value)`` triples, then refresh the model once. Values the
+        model already holds are not set again, and nothing changed means no refresh (a
+        finite-difference step changes one parameter of many)."""
+        changed = False
         for name, extent, value in assignments:
-            self.model.set_parameter(self.params[name][0], extent, float(value))
-        self.model.clear_then_refresh()
+            value = float(value)
+            if self._values[name, extent] != value:
+                self.model.set_parameter(self.params[name][0], extent, value)
+                self._values[name, extent] = value
+                changed = True
+        if changed:
+            self.model.clear_then_refresh()
+            self._reach_now()
+
+    def _reach_now(self) -> None:
+        """The influence distance and neighbour-list cutoffs of the current parameters,
+        and whether the neighbour list built last still holds every neighbour they need."""
+        self._influence = self.model.get_influence_distance()
+        self._cutoffs = np.asarray(self.model.get_neighbor_list_cutoffs_and_hints()[0], dtype=np.double)
+        self._fits = self._key is not None and self._influence <= self._reach and bool(
+            np.all(self._cutoffs <= self._cutoffs_built))
 
     def _prepare(self, atoms: Atoms) -> None:
-        """Padding atoms and neighbour list, rebuilt only when needed."""
-        influence = self.model.get_influence_distance()
-        key = (atoms.positions, atoms.cell.array, atoms.pbc, atoms.numbers)
-        if influence <= self._built_for and self._key is not None and all(
-                a.shape == b.shape and np.array_equal(a, b) for a, b in zip(key, self._key)):
+        """Padding atoms and neighbour list, rebuilt only for other atoms (compared byte
+        for byte) or when the model now reaches past what they were built for: its
+        influence distance or a neighbour-list cutoff beyond the built one plus the skin
+        (a cutoff parameter's finite-difference step stays inside the skin)."""
+        key = (atoms.positions.tobytes(), atoms.cell.array.tobytes(), atoms.pbc.tobytes(), atoms.numbers.tobytes())
+        if self._fits and key == self._key:
             return
         kimpy = self._kimpy
         try:
@@ -129,7 +149,7 @@ class KIMPotential:
 
             allowed = sorted(chemical_symbols[z] for z in self.codes)
             raise InputError(f"atoms contain {chemical_symbols[err.args[0]]}, not in potential.species {allowed}") from None
-        reach = influence + self.skin
+        reach = self._influence + self.skin
         coords = np.ascontiguousarray(atoms.positions, dtype=np.double)
         n = len(atoms)
         if atoms.pbc.any():
@@ -143,9 +163,10 @@ class KIMPotential:
         self._n, self._coords, self._codes = np.array([total], dtype=np.intc), coords, codes
         self._contributing = (np.arange(total) < n).astype(np.intc)
         self._forces = np.zeros((total, 3))
-        cutoffs, _ = self.model.get_neighbor_list_cutoffs_and_hints()
+        # padding atom i's force components go to row 3 * image_of[i] + c of the flat forces
+        self._fold = (3 * np.asarray(self._image_of, dtype=np.intp)[:, None] + np.arange(3)).reshape(-1)
         self._neigh = kimpy.neighlist.NeighList()
-        self._neigh.build(coords, reach, np.asarray(cutoffs, dtype=np.double) + self.skin, self._contributing)
+        self._neigh.build(coords, reach, self._cutoffs + self.skin, self._contributing)
         name = kimpy.compute_argument_name
         for arg, array in [(name.numberOfParticles, self._n), (name.particleSpeciesCodes, self._codes),
                            (name.particleContributing, self._contributing), (name.coordinates, self._coords),
@@ -153,28 +174,29 @@ class KIMPotential:
             self.args.set_argument_pointer(arg, array)
         self.args.set_callback_pointer(kimpy.compute_callback_name.GetNeighborList,
                                        kimpy.neighlist.get_neigh_kim(), self._neigh)
-        self._key = tuple(np.array(a, copy=True) for a in key)
-        self._built_for, self._atoms_n = influence, n
+        self._key, self._atoms_n = key, n
+        self._reach, self._cutoffs_built, self._fits = reach, self._cutoffs + self.skin, True
 
     def compute(self, atoms: Atoms, quantity: str) -> np.ndarray:
         """``energy`` (1,), ``forces`` (3N,) or ``stress`` (6,) of ``atoms``, flattened."""
         self._prepare(atoms)
         want_virial = quantity == "stress"
-        name = self._kimpy.compute_argument_name.partialVirial
-        if want_virial:
-            if not atoms.pbc.all():
-                raise InputError("stress needs a cell periodic in all three directions")
-            self.args.set_argument_pointer(name, self._virial)
-        else:
-            self.args.set_argument_null_pointer(name)
+        if want_virial and not atoms.pbc.all():
+            raise InputError("stress needs a cell periodic in all three directions")
+        if want_virial != self._virial_on:
+            name = self._kimpy.compute_argument_name.partialVirial
+            if want_virial:
+                self.args.set_argument_pointer(name, self._virial)
+            else:
+                self.args.set_argument_null_pointer(name)
+            self._virial_on = want_virial
         self.model.compute(self.args)
         if quantity == "energy":
             return self._energy.copy()
         if want_virial:
             return self._virial / atoms.get_volume()
         n = self._atoms_n
-        forces = self._forces[:n].copy()
-        if len(self._image_of):  # fold padding atoms' forces back onto their originals
-            for c in range(3):
-                forces[:, c] += np.bincount(self._image_of, weights=self._forces[n:, c], minlength=n)
-        return forces.reshape(-1)
+        forces = self._forces[:n].reshape(-1).copy()
+        if len(self._fold):  # fold padding atoms' forces back onto their originals
+            forces += np.bincount(self._fold, weights=self._forces[n:].reshape(-1), minlength=3 * n)
+        return forces

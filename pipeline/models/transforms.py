@@ -37,6 +37,7 @@ class Resolved:
     x0: np.ndarray
     b: np.ndarray
     sign: np.ndarray | None  # log transform: signs of the starting values
+    _identity: bool = False  # a, x0 and b those of y = x (the inverse needs no arithmetic)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.sign is not None:
@@ -46,7 +47,13 @@ class Resolved:
     def inverse(self, y: np.ndarray) -> np.ndarray:
         if self.sign is not None:
             return self.sign * np.exp(y)
+        if self.identity:
+            return np.asarray(y, dtype=float)
         return self.a_inv @ (y - self.b) + self.x0
+
+    @property
+    def identity(self) -> bool:
+        return self.sign is None and self._identity
 
 
 def _vector(name: str, raw: tuple, p: int, default: float) -> np.ndarray:
@@ -61,7 +68,7 @@ def resolve_transform(t: Transform, values: np.ndarray) -> Resolved:
     p = len(values)
     eye, zero = np.eye(p), np.zeros(p)
     if t.type == "identity":
-        return Resolved(eye, eye, zero, zero, None)
+        return Resolved(eye, eye, zero, zero, None, True)
     if t.type == "log":
         if np.any(values == 0):
             raise ConfigError(f"potential.transform: log needs nonzero parameters, got {values.tolist()}")

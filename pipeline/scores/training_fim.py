@@ -137,11 +137,13 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
               "n_tunable": len(spec.tunable), "transform": asdict(transform),
               "derivative": {**asdict(derivative), "numdifftools": json.loads(derivative.numdifftools)}}
     code = code_digest(image_fim.__module__)
-    keys, tasks = [], []
+    keys, tasks, computations = [], [], {}
     for c in cands:
         atoms = frames[c.row]
-        keys.append(entry_key(c.image_hash, fingerprint("fim_train", {**common, "quantity": c.quantity,
-                                                                      "mask": c.mask_digest or None}, code)))
+        kind = c.quantity, c.mask_digest or None  # all a computation's fingerprint takes from its candidate
+        if kind not in computations:
+            computations[kind] = fingerprint("fim_train", {**common, "quantity": kind[0], "mask": kind[1]}, code)
+        keys.append(entry_key(c.image_hash, computations[kind]))
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, c.quantity, c.mask,
                              bare))

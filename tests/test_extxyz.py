@@ -16,7 +16,7 @@ def labelled_frames():
     rng = np.random.default_rng(3)
     si = bulk("Si", "diamond", a=5.43, cubic=True)
     si.rattle(0.05, seed=1)
-    si.info.update(image_hash="v1-abc", split="train", weight=0.5, tags="a b")
+    si.info.update(image_hash="v1-abc", split="train", weight=0.5, tags="a b", source="si_candidates.extxyz@0")
     si.arrays["keep"] = rng.random(len(si))
     si.calc = SinglePointCalculator(si, energy=-37.1, forces=rng.normal(size=(len(si), 3)))
     water = molecule("H2O")  # no cell, no pbc, no labels
@@ -68,6 +68,7 @@ def test_info_added_to_the_text_reads_back_as_ase_writes_it(tmp_path, replace):
     for text in extxyz.frame_texts(tmp_path / "spliced.extxyz"):  # each key once (ASE would take either)
         comment = text.split("\n")[1]
         assert [comment.count(f"{key}=") for key in added[0]] == [1, 1, 1, 1], comment
+        assert "_JSON [true" not in comment  # pbc as ASE writes it
     # the atom lines are the input's, byte for byte
     assert [t.split("\n", 2)[2] for t in extxyz.frame_texts(tmp_path / "spliced.extxyz")] == \
         [t.split("\n", 2)[2] for t in texts]

@@ -9,10 +9,12 @@ descriptor of 1.2e-7 is written as 0.00000012, a force uncertainty of 3e-10 as 0
 writes its floats with ``repr``).
 """
 
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from ase import Atoms
 
 ASE_FLOAT = "%16.8f"
@@ -86,8 +88,10 @@ def with_info(text: str, info: dict) -> str:
     from ase.io.extxyz import key_val_dict_to_str, key_val_str_to_dict
 
     count, comment, rest = text.split("\n", 2)
-    if any(key in comment for key in info):  # maybe there already: parse it to replace it
+    if any(re.search(rf'(^|\s)"?{re.escape(key)}"?=', comment) for key in info):  # there already: replace it
         parsed = key_val_str_to_dict(comment)
+        if isinstance(parsed.get("pbc"), list):  # as ASE writes a cell's pbc: "T T T"
+            parsed["pbc"] = np.array(parsed["pbc"], dtype=bool)
         comment = key_val_dict_to_str({**{k: v for k, v in parsed.items() if k not in info}, **info})
     else:
         comment = f"{comment} {key_val_dict_to_str(info)}"

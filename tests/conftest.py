@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,29 @@ def repo_copy(tmp_path):
 
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest
+
+
+def params_file(path: Path, overrides=(), edit=None) -> Path:
+    """The repository's params.yaml with dotted ``overrides``, checked against the schema,
+    then ``edit`` (a function of the plain dict) applied; saved to ``path``."""
+    from omegaconf import OmegaConf
+
+    from stages.common import load_config
+
+    cfg = OmegaConf.to_container(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))))
+    if edit is not None:
+        edit(cfg)
+    OmegaConf.save(OmegaConf.create(cfg), path)
+    return path
+
+
+def stage_cli(module: str, params: Path, out: Path, *args, cwd: Path, env=None, wait=True):
+    """``python -m stages.MODULE --params P --out O ARGS`` in ``cwd``, as DVC runs a stage,
+    its output captured: the finished process, or with ``wait=False`` the running one."""
+    argv = [sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out", str(out), *map(str, args)]
+    if not wait:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env)
 
 
 # The library takes every knob explicitly; tests that mean "the default" take it from the schema,

@@ -8,15 +8,12 @@ for LTAU, the quests package for the entropies, dscribe called directly for SOAP
 
 import json
 import math
-import subprocess
-import sys
 
 import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk
-from conftest import ROOT
-from omegaconf import OmegaConf
+from conftest import ROOT, params_file, stage_cli
 from test_dvc import committed, sh  # noqa: F401  (a fixture)
 
 from stages.common import load_config
@@ -47,12 +44,8 @@ def orchestrator_inputs(folder):
 
 
 def stage(tmp, module, *args, overrides=(), out=None):
-    params = tmp / f"{module}.params.yaml"
-    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))), params)
-    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out",
-                           str(out or tmp / module), *args], capture_output=True, text=True, cwd=tmp,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    return proc
+    return stage_cli(module, params_file(tmp / f"{module}.params.yaml", overrides), out or tmp / module, *args,
+                     cwd=tmp, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
 def ok(proc):

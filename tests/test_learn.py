@@ -13,8 +13,7 @@ import pytest
 from ase import units
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
-from conftest import ROOT, kim_model_or_skip
-from omegaconf import OmegaConf
+from conftest import ROOT, kim_model_or_skip, params_file, stage_cli
 from test_dvc import committed  # noqa: F401  (a fixture)
 
 from pipeline.atoms.hashing import image_hashes
@@ -28,7 +27,6 @@ from pipeline.scores import learn as loop_module
 from pipeline.scores.matching import MatchingError
 from pipeline.scores.property_fim import property_fim
 from pipeline.scores.training_fim import candidates, masks, quantities
-from stages.common import load_config
 from stages.models import targets_of
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
@@ -243,19 +241,15 @@ def test_an_infeasible_matching_stops_the_loop(tmp_path):
 # --- the stage, as a user runs it ----------------------------------------------------------------------------------
 
 def stage(tmp, *overrides, out="learn"):
-    params = tmp / "p.yaml"
-    cfg = OmegaConf.to_container(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))))
-    cfg["potential"]["parameters_optimize"] = {"A": [["default"]], "B": [["default"]], "lambda": [["default"]]}
-    cfg["target"]["properties"] = {"lattice": {"type": "lattice_constant", "lattice": "diamond", "species": "Si",
-                                               "a_guess": 5.43, "covariance": {"relative": 0.02}}}
-    OmegaConf.save(OmegaConf.create(cfg), params)
-    for module, args in (("hash", []), ("learn", ["--images", str(tmp / "hash/images.extxyz")])):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out",
-                               str(tmp / (out if module == "learn" else "hash")), *args],
-                              capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode:
-            return proc
-    return proc
+    def edit(cfg):
+        cfg["potential"]["parameters_optimize"] = {"A": [["default"]], "B": [["default"]], "lambda": [["default"]]}
+        cfg["target"]["properties"] = {"lattice": {"type": "lattice_constant", "lattice": "diamond", "species": "Si",
+                                                   "a_guess": 5.43, "covariance": {"relative": 0.02}}}
+
+    params = params_file(tmp / "p.yaml", overrides, edit)
+    proc = stage_cli("hash", params, tmp / "hash", cwd=ROOT)
+    return proc if proc.returncode else stage_cli("learn", params, tmp / out, "--images", tmp / "hash/images.extxyz",
+                                                  cwd=ROOT)
 
 
 LEARN = ["learn.enabled=true", "dataset.paths=[data/sw_si_learn/candidates.extxyz]", "dataset.test_fraction=0.0", "matching.candidates=all",

@@ -13,8 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, kim_model_or_skip
-from omegaconf import OmegaConf
+from conftest import ROOT, kim_model_or_skip, params_file, stage_cli
 
 from pipeline.core import annealing
 from pipeline.core.errors import ConfigError
@@ -169,16 +168,9 @@ def example_outputs(tmp_path_factory):
 
 
 def select_stage(tmp, *overrides, out="select", wait=True, base=None):
-    params = tmp / "p.yaml"
-    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", ["matching.candidates=all",
-                                                                           "selection.enabled=true", *overrides])),
-                   params)
-    args = [sys.executable, "-m", "stages.select", "--params", str(params), "--out", str(tmp / out)]
-    for key, value in INPUTS.items():
-        args += [key, str(base / value)]
-    if wait:
-        return subprocess.run(args, capture_output=True, text=True, cwd=tmp)
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
+    params = params_file(tmp / "p.yaml", ["matching.candidates=all", "selection.enabled=true", *overrides])
+    inputs = [arg for key, value in INPUTS.items() for arg in (key, base / value)]
+    return stage_cli("select", params, tmp / out, *inputs, cwd=tmp, wait=wait)
 
 
 def test_the_stage_beats_or_equals_every_baseline(example_outputs, tmp_path):

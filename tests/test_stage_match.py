@@ -1,14 +1,11 @@
 """Stages fim_property and match on the example, and their bad input."""
 
 import json
-import subprocess
-import sys
 
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT, kim_model_or_skip
-from omegaconf import OmegaConf
+from conftest import ROOT, kim_model_or_skip, params_file, stage_cli
 from test_fim import SW
 
 from pipeline.core.errors import InputError
@@ -69,12 +66,8 @@ def test_match_output_and_solvers_agree(example):
 
 
 def cli(tmp_path, module, *args, overrides=()):
-    params = tmp_path / "p.yaml"
-    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))), params)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out", str(out),
-                           *args], capture_output=True, text=True, cwd=tmp_path)
-    return proc, out
+    return stage_cli(module, params_file(tmp_path / "p.yaml", overrides), out, *args, cwd=tmp_path), out
 
 
 def test_fim_property_bad_target(tmp_path):

@@ -2,15 +2,12 @@
 
 import json
 import math
-import subprocess
-import sys
 from dataclasses import replace
 
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT, describe, labelled_si
-from omegaconf import OmegaConf
+from conftest import ROOT, describe, labelled_si, params_file, stage_cli
 
 from pipeline.scores import entropy
 from stages import descriptors, quests
@@ -51,11 +48,7 @@ def test_outputs(prepared):
 
 
 def cli(tmp, module, *args, overrides=()):
-    params = tmp / "p.yaml"
-    OmegaConf.save(OmegaConf.structured(load_config(ROOT / "params.yaml", list(overrides))), params)
-    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", "--params", str(params), "--out", str(tmp / "o"),
-                           *args], capture_output=True, text=True, cwd=tmp)
-    return proc, tmp / "o"
+    return stage_cli(module, params_file(tmp / "p.yaml", overrides), tmp / "o", *args, cwd=tmp), tmp / "o"
 
 
 def test_bad_inputs(prepared):

@@ -46,7 +46,9 @@ def child(n: int, subsample: int) -> dict:
             "entropy_stderr": scores.entropy_stderr, "entropy_subsample": h_sub,
             "subsample_stderr": float(np.std(exact, ddof=1) / math.sqrt(subsample)),
             "log_p_gap_mean": float(np.mean(gap)), "log_p_gap_rms": float(np.sqrt(np.mean(gap ** 2))),
-            "log_p_z_rms": float(np.sqrt(np.mean((gap / np.maximum(sums.stderr[pick], 1e-300)) ** 2))),
+            "log_p_z_rms": float(np.sqrt(np.mean((gap / np.maximum(sums.error[pick], 1e-9)) ** 2))),  # 1e-9: rounding
+            "log_p_z_over_3": float(np.mean(np.abs(gap) > 3 * np.maximum(sums.error[pick], 1e-9))),
+            "resampled": sums.resampled, "sparse": sums.sparse,
             "exact_subsample_seconds": exact_seconds}
 
 
@@ -66,11 +68,13 @@ def main() -> None:
     # same environments: the mean gap of log p is exactly the H difference they make
     rel = abs(r["log_p_gap_mean"]) / r["entropy_knn"]
     print("| environments | knn seconds | peak memory | H (knn) ± stderr | H (exact, subsample) ± sampling | "
-          "mean Δlog p on the subsample | |ΔH|/H there | rms Δlog p / knn stderr |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "mean Δlog p on the subsample | |ΔH|/H there | rms Δlog p / knn stderr | share beyond 3 stderr | "
+          "samples grown | still sparse |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {r['environments']:,} | {r['knn_seconds']:.1f} | {r['peak_gb']:.2f} GB | {r['entropy_knn']:.5f} ± "
           f"{r['entropy_stderr']:.1e} | {r['entropy_subsample']:.4f} ± {r['subsample_stderr']:.4f} | "
-          f"{r['log_p_gap_mean']:+.2e} (rms {r['log_p_gap_rms']:.1e}) | {rel:.1e} | {r['log_p_z_rms']:.2f} |")
+          f"{r['log_p_gap_mean']:+.2e} (rms {r['log_p_gap_rms']:.1e}) | {rel:.1e} | {r['log_p_z_rms']:.2f} | "
+          f"{r['log_p_z_over_3']:.4f} | {r['resampled']:,} | {r['sparse']:,} |")
     print(f"(exact sums of the {args.subsample} subsample environments against all: {r['exact_subsample_seconds']:.0f} s)")
 
 

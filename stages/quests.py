@@ -60,13 +60,22 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     advice = entropy.bandwidth_advice(q.bandwidth, nn)
     if advice:
         log.warning(advice)
+    for what, sums in (("entropy", own), ("delta entropy", against)):
+        if sums.sparse:
+            log.warning("quests %s: %d of %d environments hold fewer than %d effective terms in their far-field "
+                        "samples even %dx larger, too few for a standard error: their errors (per atom, "
+                        "quests_delta_entropy_stderr) are the truncation bound instead, wider; raise "
+                        "quests.knn_far_samples, or use quests.method=exact", what, sums.sparse, len(sums.log_p),
+                        entropy.ESS_MIN, entropy.FAR_GROWTH ** entropy.FAR_ROUNDS)
     sc = entropy.scores(own)
     metrics = {"entropy": sc.entropy, "entropy_stderr": sc.entropy_stderr, QUESTS_EFFICIENCY_SCORE.key: sc.efficiency,
                QUESTS_DIVERSITY_SCORE.key: sc.diversity, "diversity_stderr": sc.diversity_stderr,
                "environments": len(x), "reference_environments": len(ref),
                "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
-               "delta_entropy_stderr_max": float(np.max(against.stderr)), "method": q.method,
+               "delta_entropy_stderr_max": float(np.max(against.error)), "method": q.method,
                "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound),
+               "knn_resampled_entropy": own.resampled, "knn_resampled_delta_entropy": against.resampled,
+               "knn_sparse_entropy": own.sparse, "knn_sparse_delta_entropy": against.sparse,
                "nn_distance_median": float(np.median(nn)) if len(nn) else 0.0,
                "nn_distance_p10": float(np.percentile(nn, 10)) if len(nn) else 0.0,
                "bandwidth_over_nn_median": q.bandwidth / float(np.median(nn)) if len(nn) and np.median(nn) > 0 else None}
@@ -75,7 +84,7 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
         start = 0
         for atoms in frames:
             atoms.arrays[QUESTS_DELTA_ENTROPY_SCORE.key] = d_h[start:start + len(atoms)]
-            atoms.arrays[QUESTS_DELTA_ENTROPY_STDERR.key] = against.stderr[start:start + len(atoms)]
+            atoms.arrays[QUESTS_DELTA_ENTROPY_STDERR.key] = against.error[start:start + len(atoms)]
             start += len(atoms)
         extxyz.write(t_xyz, frames)
         plots.histogram(plots.by_split(frames, d_h, SPLIT.key), t_png, "delta entropy dH (nats)",

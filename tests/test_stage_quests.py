@@ -82,12 +82,27 @@ def test_knn_method_agrees_with_exact_within_its_standard_errors(prepared):
     cfg, tmp = prepared
     inputs = (tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
     quests.run(cfg, tmp / "exact", *inputs)
-    knn = replace(cfg, quests=replace(cfg.quests, method="knn", knn_k=3, knn_far_samples=20))
+    knn = replace(cfg, quests=replace(cfg.quests, method="knn", knn_k=3, knn_far_samples=40, bandwidth=0.3))
     quests.run(knn, tmp / "knn", *inputs)
-    exact, m = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn"))
+    quests.run(replace(cfg, quests=replace(knn.quests, method="exact")), tmp / "exact_wide", *inputs)
+    exact, m, wide = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn", "exact_wide"))
     assert exact["entropy_stderr"] == 0.0 and exact["knn_truncation_bound"] == 0.0
-    assert 0 < m["entropy_stderr"] and abs(m["entropy"] - exact["entropy"]) < 5 * m["entropy_stderr"]
-    assert 0 < m["diversity_stderr"] and abs(m["quests_diversity_score"] - exact["quests_diversity_score"]) < 5 * m["diversity_stderr"]
+    assert 0 < m["entropy_stderr"] and abs(m["entropy"] - wide["entropy"]) < 5 * m["entropy_stderr"]
+    assert 0 < m["diversity_stderr"] and abs(m["quests_diversity_score"] - wide["quests_diversity_score"]) < 5 * m["diversity_stderr"]
+    assert m["knn_sparse_entropy"] == m["knn_sparse_delta_entropy"] == 0
+
+
+def test_knn_samples_too_sparse_for_an_error_grow_to_the_whole_set(prepared):
+    """20 samples cannot hold the 30 effective terms an honest standard error needs: every
+    environment's sample grows, here to all 72, and knn becomes exact."""
+    cfg, tmp = prepared
+    inputs = (tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
+    quests.run(cfg, tmp / "exact", *inputs)
+    quests.run(replace(cfg, quests=replace(cfg.quests, method="knn", knn_k=3, knn_far_samples=20)), tmp / "knn", *inputs)
+    exact, m = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn"))
+    assert m["knn_resampled_entropy"] == m["knn_resampled_delta_entropy"] == m["environments"] == 72
+    assert m["knn_sparse_entropy"] == m["knn_sparse_delta_entropy"] == 0 and m["entropy_stderr"] == 0.0
+    assert m["entropy"] == pytest.approx(exact["entropy"], rel=1e-6)  # far-field terms in float32
     frames = ase.io.read(tmp / "knn/delta_entropy.extxyz", ":")
     err = np.concatenate([a.arrays["quests_delta_entropy_stderr"] for a in frames])
     assert np.all(err >= 0) and m["delta_entropy_stderr_max"] == pytest.approx(np.max(err), abs=1e-8)

@@ -50,7 +50,8 @@ QUESTS_DELTA_ENTROPY_SCORE = Output("quests_delta_entropy_score", "atom", "scala
                                     "dH: how new the environment is to the reference set",
                                     "quests: delta_entropy.extxyz array")
 QUESTS_DELTA_ENTROPY_STDERR = Output("quests_delta_entropy_stderr", "atom", "scalar", "nats",
-                                     "sampling standard error of dH (0 where exact)", "quests: delta_entropy.extxyz array")
+                                     "sampling standard error of dH (0 where exact; the truncation bound where "
+                                     "the sample is too sparse for one)", "quests: delta_entropy.extxyz array")
 QUESTS_EFFICIENCY_SCORE = Output("quests_efficiency_score", "dataset", "scalar", "",
                                  "entropy / ln N: 1 when no two environments overlap", "quests: metrics.json")
 QUESTS_DIVERSITY_SCORE = Output("quests_diversity_score", "dataset", "scalar", "nats",

@@ -36,6 +36,9 @@ METHODS = ("exact", "knn")
 THREADS = 2
 CLOSE = 1e-6  # exact: pairs with ‖y − x‖² below this times the block's largest ‖y‖² + ‖x‖², by differences
 FAR_BLOCK = 256  # knn: queries sharing one far-field sample
+FAR_ELEMENTS = 1 << 23  # knn: at most this many query x sample kernel terms at once per thread (32 MB)
+ESS_MIN = 30  # knn: fewest effective far-field terms a query's sample must hold for its standard error
+FAR_GROWTH, FAR_ROUNDS = 4, 2  # knn: queries short of ESS_MIN get samples 4x larger, up to 2 times
 IVF_FROM = 50_000  # knn with sampling: reference sets this large are searched by an inverted file
 NPROBE = 8
 
@@ -126,6 +129,15 @@ class KernelSums:
     stderr: np.ndarray  # (M,) standard error of each log p (0 where computed exactly)
     truncation_bound: float  # pure truncation: bound on (full − kept) / kept over all points; else 0
     sum_var: tuple[float, float] = (0.0, 0.0)  # variances of Σ_i δp_i / p_i and Σ_i δp_i / p_i² (sampling)
+    resampled: int = 0  # knn: queries given far-field samples larger than far_samples
+    sparse: int = 0  # knn: queries whose sample still held fewer than ESS_MIN effective terms
+    bound: np.ndarray | None = None  # knn: (M,) for those, the truncation bound on log p (else 0)
+
+    @property
+    def error(self) -> np.ndarray:
+        """The error to report per query: its standard error, and where its sample was too
+        sparse to give one, at least the truncation bound. (M,)"""
+        return self.stderr if self.bound is None else np.maximum(self.stderr, self.bound)
 
 
 def exact_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int) -> KernelSums:
@@ -164,9 +176,10 @@ def _near_field(y: np.ndarray, x: np.ndarray, idx: np.ndarray, h: float) -> np.n
     return np.concatenate(_threads(block, range(0, len(y), 2048)))
 
 
-def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
-    """Sampled far field of one block of queries: corrected log p (B,), relative variance of p
-    (B,), and the sample variances (2,) of g_j = Σ_i z_ij / p_i and Σ_i z_ij / p_i²."""
+def _far_terms(y, xs, xs_sq, idx, sample, h):
+    """Kernel terms (B, m) of a block of queries against a sample of the reference set,
+    float32, those of near-field points drawn into the sample zeroed (they count once),
+    and their sums Σt and Σt² (B,)."""
     m = len(sample)
     z = y @ xs.T
     z *= 2.0
@@ -176,9 +189,24 @@ def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
     z *= np.float32(1.0 / (2.0 * h * h))
     np.exp(z, out=z)
     cols = np.minimum(np.searchsorted(sample, idx), m - 1)
-    hit = (sample[cols] == idx) & (idx >= 0)  # near-field points drawn into the sample count once
+    hit = (sample[cols] == idx) & (idx >= 0)
     z[np.nonzero(hit)[0], cols[hit]] = 0.0
-    s1, s2 = z.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", z, z, dtype=np.float64)
+    return z, z.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", z, z, dtype=np.float64)
+
+
+def _effective_terms(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """(Σt)² / Σt²: how many terms of a sample carry its sum (0 where it holds none)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s2 > 0, s1 * s1 / s2, 0.0)
+
+
+def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
+    """Sampled far field of one block of queries: corrected log p (B,), relative variance of p
+    (B,), the sample's effective number of terms (B,), and the variances (2,) of
+    Σ_i δp_i / p_i and Σ_i δp_i / p_i² from the sample variances of g_j = Σ_i z_ij / p_i
+    and Σ_i z_ij / p_i²."""
+    m = len(sample)
+    z, s1, s2 = _far_terms(y, xs, xs_sq, idx, sample, h)
     with np.errstate(divide="ignore"):
         log_p = np.logaddexp(log_near, np.log(n / m * s1))
     inv_p = np.exp(np.minimum(-log_p, 150.0))  # beyond, every float32 far term is 0 anyway
@@ -186,7 +214,15 @@ def _far_block(y, xs, xs_sq, idx, sample, log_near, h, n):
     rel_var = n * n * (1.0 - m / n) / m * spread * inv_p * inv_p
     w = np.minimum(inv_p, 1e17)  # float32-safe squares; each z_ij <= p_i, so only far outliers are clipped
     g = z.T @ np.stack([w, w * w], axis=1).astype(np.float32)  # (m, 2)
-    return log_p + rel_var / 2.0, rel_var, g.var(axis=0, ddof=1, dtype=np.float64) if m > 1 else np.zeros(2)
+    g_var = g.var(axis=0, ddof=1, dtype=np.float64) * (1.0 - m / n) * n * n / m if m > 1 else np.zeros(2)
+    return log_p + rel_var / 2.0, rel_var, _effective_terms(s1, s2), g_var
+
+
+def _blocks(queries: np.ndarray, m: int) -> list[np.ndarray]:
+    """Queries in blocks that share one far-field sample of size m: FAR_BLOCK, fewer for
+    large samples (FAR_ELEMENTS terms at once)."""
+    rows = min(FAR_BLOCK, max(1, FAR_ELEMENTS // m))
+    return [queries[s:s + rows] for s in range(0, len(queries), rows)]
 
 
 def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, seed: int,
@@ -199,7 +235,22 @@ def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, s
     (numpy Generator seeded by ``seed``); their kernel terms, less those already in
     the near field, times N / S estimate the rest without bias. log p gets the
     delta-method correction +Var / 2p² and its standard error sqrt(Var) / p.
-    Far-field distances are float32 products about the reference mean. (M,)
+
+    The sample variance is a trustworthy error only where the sample holds enough
+    effective terms, (Σt)² / Σt². For an environment in a sparse region the rest of the
+    sum lies in a few hundred reference points beyond the k nearest, which a small
+    uniform sample mostly misses, and the variance it shows is far too small (at
+    1,000,000 environments such errors were 14 standard errors wide). So the sample
+    size is chosen per query first: S, or FAR_GROWTH times more where a pilot sample of
+    S / FAR_GROWTH predicts fewer than ESS_MIN effective terms at S, and so on up to
+    FAR_ROUNDS times (or the whole set, exactly). The estimate then comes from a fresh
+    sample of the chosen size, so that the choice does not bias it. Where even that
+    sample holds fewer than ESS_MIN effective terms, the standard error reported is at
+    least the truncation bound log(1 + (N − k) exp(−d_k² / 2h²) / p): every term the
+    sample may have missed is at most the k-th neighbour's (rigorous with exact kNN, below
+    IVF_FROM). Returned with how many queries were given larger samples (``resampled``)
+    and how many are bounded so (``sparse``). Far-field distances are float32 products
+    about the reference mean. (M,)
     """
     if not h > 0 or k < 1 or far_samples < 0:
         raise ConfigError(f"quests: expected bandwidth > 0, knn_k >= 1 and knn_far_samples >= 0, "
@@ -214,20 +265,43 @@ def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, s
     if not far_samples:
         omitted = (len(x) - idx.shape[1]) * np.exp(z_near[:, -1] - log_near) if len(x) > idx.shape[1] else 0.0
         return KernelSums(log_near, np.zeros(len(y)), float(np.max(omitted)))
-    n, m = len(x), min(far_samples, len(x))
+    n = len(x)
     x_sq = np.einsum("ij,ij->i", x32, x32)
     rng = np.random.default_rng(seed)
-    starts = range(0, len(y), FAR_BLOCK)
-    samples = [np.sort(rng.choice(n, m, replace=False)) for _ in starts]
 
-    def block(s):
-        sl, sample = slice(s, s + FAR_BLOCK), samples[s // FAR_BLOCK]
-        return _far_block(y32[sl], x32[sample], x_sq[sample], idx[sl], sample, log_near[sl], h, n)
+    def sampled(queries: np.ndarray, m: int, fn) -> list:
+        blocks = _blocks(queries, m)
+        samples = [np.arange(n) if m == n else np.sort(rng.choice(n, m, replace=False)) for _ in blocks]
+        return list(zip(blocks, _threads(lambda i: fn(blocks[i], samples[i]), range(len(blocks)))))
 
-    parts = _threads(block, starts)
-    g_var = np.sum([p[2] for p in parts], axis=0) * (1.0 - m / n) * n * n / m
-    return KernelSums(np.concatenate([p[0] for p in parts]), np.sqrt(np.concatenate([p[1] for p in parts])),
-                      0.0, (float(g_var[0]), float(g_var[1])))
+    def pilot(q, sample):
+        _, s1, s2 = _far_terms(y32[q], x32[sample], x_sq[sample], idx[q], sample, h)
+        return _effective_terms(s1, s2)
+
+    m = min(far_samples, n)
+    size, short = np.full(len(y), m), np.arange(len(y))
+    for _ in range(FAR_ROUNDS):  # each query's sample size, from pilots a FAR_GROWTH-th of the size they test
+        if m == n or not len(short):
+            break
+        trial = max(1, m // FAR_GROWTH)  # effective terms grow about in proportion to the sample
+        short = np.concatenate([q[e * (m / trial) < ESS_MIN] for q, e in sampled(short, trial, pilot)])
+        m = min(n, m * FAR_GROWTH)
+        size[short] = m
+    log_p, rel_var, ess, g_var = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y)), np.zeros(2)
+    for m in np.unique(size):  # the estimates, each from a fresh sample
+        def estimate(q, sample):
+            return _far_block(y32[q], x32[sample], x_sq[sample], idx[q], sample, log_near[q], h, n)
+
+        for q, (lp, rv, e, gv) in sampled(np.nonzero(size == m)[0], int(m), estimate):
+            log_p[q], rel_var[q], ess[q] = lp, rv, e
+            g_var += gv
+    resampled = int(np.count_nonzero(size > min(far_samples, n)))
+    sparse, bound = (ess < ESS_MIN) & (size < n), np.zeros(len(y))  # the whole set is no sample
+    if sparse.any():  # what the sample may have missed: every far term is at most the k-th neighbour's
+        kth = np.where(idx[sparse, -1] >= 0, np.exp(z_near[sparse, -1]), 1.0)  # one missing: the kernel's maximum
+        bound[sparse] = np.log1p((n - idx.shape[1]) * kth * np.exp(-log_p[sparse]))
+    return KernelSums(log_p, np.sqrt(rel_var), 0.0, (float(g_var[0]), float(g_var[1])), resampled,
+                      int(np.count_nonzero(sparse)), bound)
 
 
 def kernel_sums(y: np.ndarray, x: np.ndarray, h: float, method: str, batch_size: int, k: int,

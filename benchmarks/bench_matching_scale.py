@@ -55,6 +55,13 @@ def child(kind: str, n: int) -> dict:
             **out}
 
 
+def died(code: int) -> str:
+    """A child's exit without a message: its exit code, or the signal that ended it."""
+    import signal
+
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}, no message"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -75,7 +82,7 @@ def main() -> None:
                 r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
                 cells.append(f"{r['seconds']:.1f} s, {r['peak_gb']:.2f} GB, {r['selected']} selected, {r['status']}, "
                              f"min eig {r['min_eigenvalue_rel']:.1e}" if r else f"failed: "
-                             f"{(out.stderr.strip().splitlines() or ['?'])[-1][:80]}")
+                             f"{(out.stderr.strip().splitlines() or [died(out.returncode)])[-1][:80]}")
             except subprocess.TimeoutExpired:
                 cells.append(f"not done in {args.limit:.0f} s")
         print(f"| {n:,} | {cells[0]} | {cells[1]} |", flush=True)

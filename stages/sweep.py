@@ -179,7 +179,7 @@ def report(name: str, keys: list[str] | None = None) -> Path:
     pairs = [(c, k) for c in numeric for k in keys]  # a plot of each metric against each swept key
     names = ["report.md", "results.csv", "keys.json", *[f"{_file(c)}__vs__{_file(k)}.png" for c, k in pairs]]
     with staged([folder / n for n in names]) as paths:
-        paths[0].write_text(_markdown(name, keys, columns, rows, names[3:]))
+        paths[0].write_text(_markdown(name, keys, columns, rows, list(zip([c for c, _ in pairs], names[3:]))))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, columns, extrasaction="ignore")
         writer.writeheader()
@@ -204,7 +204,9 @@ def _file(column: str) -> str:
     return column.replace(":", "__").replace("/", "_").replace(".", "_")
 
 
-def _markdown(name: str, keys, columns, rows, pngs) -> str:
+def _markdown(name: str, keys, columns, rows, plotted: list[tuple[str, str]]) -> str:
+    """The report: what changed, every metric, and the plots of the metrics that changed
+    (``plotted``: (metric, png) pairs; the others' plots are in the folder too)."""
     def cell(v):
         return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
@@ -222,8 +224,12 @@ def _markdown(name: str, keys, columns, rows, pngs) -> str:
     else:
         lines += [f"No metric differs between the experiments: none of the {len(metrics)} metrics depends on "
                   f"{', '.join(f'`{k}`' for k in keys)} over the values swept."]
-    lines += ["", "## Every metric", "", *markdown_table(columns), "", "## Plots", "",
-              *[f"![{p}]({p})" for p in pngs], ""]
+    shown = [png for metric, png in plotted if metric in changed]
+    lines += ["", "## Every metric", "", *markdown_table(columns), "", "## Plots", ""]
+    if len(shown) < len(plotted):
+        lines += [f"Of the metrics that changed ({len(shown)} plots); the {len(plotted) - len(shown)} plots of the "
+                  "others, flat, are in this folder too.", ""]
+    lines += [*[f"![{p}]({p})" for p in shown], ""]
     return "\n".join(lines)
 
 

@@ -38,6 +38,9 @@ def test_a_tolerance_sweep_from_a_fresh_clone_reports_what_dvc_shows(committed):
     report = (folder / "report.md").read_text()
     assert "Swept: `matching.weight_tol`; 3 experiments" in report and "## What changed" in report
     assert (folder / "match__sum_weights__vs__matching_weight_tol.png").stat().st_size > 5000
+    # every metric has its plot, the report shows those that changed: hash:rows cannot depend on the tolerance
+    assert (folder / "hash__rows__vs__matching_weight_tol.png").stat().st_size > 5000
+    assert "hash__rows__vs__" not in report and "flat, are in this folder too" in report
     shown, rows = exp_show(committed), report_rows(committed, "tol")
     assert sorted(rows) == ["tol-0", "tol-1", "tol-2"]
     for exp, row in rows.items():

@@ -184,7 +184,8 @@ def annealing(trace: np.ndarray, baselines: dict[str, float], sign: float, ylabe
 
 def sweep(keys: list[str], settings: list[dict], values: list, metric: str, path: Path) -> None:
     """One metric of a sweep's experiments against the first swept key, a line per
-    setting of the other swept keys; a categorical key's values as labelled ticks."""
+    setting of the other swept keys; a categorical key's values as labelled ticks, its
+    points unjoined."""
     first, others = (keys[0], keys[1:]) if keys else ("experiment", [])
     xs = [s.get(first) for s in settings] if keys else list(range(len(settings)))
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
@@ -197,7 +198,9 @@ def sweep(keys: list[str], settings: list[dict], values: list, metric: str, path
         for i, (group, points) in enumerate(sorted(groups.items(), key=lambda g: str(g[0]))):
             points.sort()
             label = ", ".join(f"{k}={v}" for k, v in group) or None
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{i % 10}", label=label)
+            dodge = 0.0 if numeric else 0.08 * (i - (len(groups) - 1) / 2)  # equal values side by side, not hidden
+            ax.plot([p[0] + dodge for p in points], [p[1] for p in points], marker="o", color=f"C{i % 10}",
+                    label=label, linestyle="-" if numeric else "none")  # no line between categories
         if numeric and len({x for x in xs if x}) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 50:
             ax.set_xscale("log")
         if ticks is not None:

@@ -52,6 +52,34 @@ def repo_copy(tmp_path):
     return dest
 
 
+EXAMPLE = ROOT / "data/example/si_candidates.extxyz"
+
+
+def example_config(*overrides):
+    """params.yaml on the bundled example (its file named absolutely), ``overrides`` after."""
+    from stages.common import load_config
+
+    return load_config(ROOT / "params.yaml", [f"dataset.root={ROOT / 'data'}", f"dataset.paths=[{EXAMPLE}]",
+                                              *overrides])
+
+
+def example_front(out: Path, descriptors: bool = False):
+    """hash, fim_train and fim_property (and with ``descriptors``, descriptors) of the
+    bundled example, run serially by the stages into ``out/<stage>`` with a store in
+    ``out/store``; the config they ran with."""
+    from stages import descriptors as descriptors_stage
+    from stages import fim_property, fim_train
+    from stages import hash as hash_stage
+
+    cfg = example_config(f"store.path={out / 'store'}", "runtime.executor=serial")
+    hash_stage.run(cfg, out / "hash")
+    fim_train.run(cfg, out / "fim_train", out / "hash/images.extxyz")
+    fim_property.run(cfg, out / "fim_property")
+    if descriptors:
+        descriptors_stage.run(cfg, out / "descriptors", out / "hash/images.extxyz")
+    return cfg
+
+
 def params_file(path: Path, overrides=(), edit=None) -> Path:
     """The repository's params.yaml with dotted ``overrides``, checked against the schema,
     then ``edit`` (a function of the plain dict) applied; saved to ``path``."""

@@ -13,12 +13,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, kim_model_or_skip, params_file, stage_cli
+from conftest import example_front, kim_model_or_skip, params_file, stage_cli
 
 from pipeline.core import annealing
 from pipeline.core.errors import ConfigError
 from pipeline.scores import selection as sel
-from stages.common import load_config
 
 
 def random_fims(n, p, rank, seed):
@@ -151,19 +150,9 @@ INPUTS = {"--fims": "outputs/fim_train/fims.extxyz", "--target": "outputs/fim_pr
 @pytest.fixture(scope="module")
 def example_outputs(tmp_path_factory):
     """The example's fim_train, fim_property and descriptors outputs, made here by the stages."""
-    from stages import descriptors, fim_property, fim_train
-    from stages import hash as hash_stage
-
     kim_model_or_skip(SW)
     base = tmp_path_factory.mktemp("example")
-    cfg = load_config(ROOT / "params.yaml", [f"store.path={base / 'store'}", "runtime.executor=serial",
-                                             f"dataset.root={ROOT / 'data'}",
-                                             f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]"])
-    hash_stage.run(cfg, base / "outputs/hash")
-    images = base / "outputs/hash/images.extxyz"
-    fim_train.run(cfg, base / "outputs/fim_train", images)
-    fim_property.run(cfg, base / "outputs/fim_property")
-    descriptors.run(cfg, base / "outputs/descriptors", images)
+    example_front(base / "outputs", descriptors=True)
     return base
 
 

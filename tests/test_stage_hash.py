@@ -6,7 +6,7 @@ import sys
 
 import ase.io
 import pytest
-from conftest import ROOT, labelled_si
+from conftest import ROOT, example_config, labelled_si
 
 from pipeline.atoms.hashing import image_hash
 from stages import hash as hash_stage
@@ -20,8 +20,7 @@ def config(tmp_path, paths, **dataset):
 
 
 def test_example_outputs(tmp_path):
-    cfg = load_config(ROOT / "params.yaml", [f"dataset.root={ROOT / 'data'}",
-                                              f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]"])
+    cfg = example_config()
     result = hash_stage.run(cfg, tmp_path / "out")
     frames = ase.io.read(ROOT / "data/example/si_candidates.extxyz", ":")
     unique = {image_hash(a) for a in frames}

@@ -6,23 +6,20 @@ import sys
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT, describe
+from conftest import ROOT, describe, example_config
 from omegaconf import OmegaConf
 
 from pipeline.scores import ltau as lib
 from stages import descriptors, ltau, ltau_fit
 from stages import hash as hash_stage
-from stages.common import load_config
 
 pytest.importorskip("faiss", reason="faiss-cpu not installed")
 
 
 def config(tmp, *overrides):
-    return load_config(ROOT / "params.yaml", [f"store.path={tmp / 'store'}", "runtime.executor=serial",
-                                              f"dataset.root={ROOT / 'data'}",
-                                              f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]",
-                                              f"ltau.train_images={ROOT / 'data/example/ltau_train.extxyz'}",
-                                              f"ltau.error_logs=[{ROOT / 'data/example/ltau_errors.npy'}]", *overrides])
+    return example_config(f"store.path={tmp / 'store'}", "runtime.executor=serial",
+                          f"ltau.train_images={ROOT / 'data/example/ltau_train.extxyz'}",
+                          f"ltau.error_logs=[{ROOT / 'data/example/ltau_errors.npy'}]", *overrides)
 
 
 def test_scores_equal_a_direct_computation(tmp_path):

@@ -5,12 +5,11 @@ import json
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT, kim_model_or_skip, params_file, stage_cli
+from conftest import ROOT, example_front, kim_model_or_skip, params_file, stage_cli
 from test_fim import SW
 
 from pipeline.core.errors import InputError
-from stages import fim_property, fim_train, match
-from stages import hash as hash_stage
+from stages import match
 from stages.common import load_config
 
 
@@ -19,13 +18,7 @@ def example(tmp_path_factory):
     """hash, fim_train and fim_property of the bundled example, in a temporary folder."""
     kim_model_or_skip(SW)
     tmp = tmp_path_factory.mktemp("example")
-    cfg = load_config(ROOT / "params.yaml", [f"store.path={tmp / 'store'}", "runtime.executor=serial",
-                                             f"dataset.root={ROOT / 'data'}",
-                                             f"dataset.paths=[{ROOT / 'data/example/si_candidates.extxyz'}]"])
-    hash_stage.run(cfg, tmp / "hash")
-    fim_train.run(cfg, tmp / "fim_train", tmp / "hash/images.extxyz")
-    fim_property.run(cfg, tmp / "fim_property")
-    return cfg, tmp
+    return example_front(tmp), tmp
 
 
 def test_fim_property_output(example):

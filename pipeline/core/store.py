@@ -161,15 +161,13 @@ class Store:
     def _get(self, key: str, reload: bool) -> Arrays | None:
         path = self._loose(key)
         try:
-            data = path.read_bytes()
+            return decode(key, path.read_bytes())
         except FileNotFoundError:
-            return self._get_packed(key) if reload or key in self._index else None
-        try:
-            return decode(key, data)
+            pass
         except ValueError as err:
             log.warning("store: damaged entry %s (%s); it will be recomputed", path, err)
             path.unlink(missing_ok=True)
-            return self._get_packed(key) if reload or key in self._index else None
+        return self._get_packed(key) if reload or key in self._index else None
 
     def _get_packed(self, key: str) -> Arrays | None:
         for attempt in range(2):

@@ -37,7 +37,7 @@ class Resolved:
     x0: np.ndarray
     b: np.ndarray
     sign: np.ndarray | None  # log transform: signs of the starting values
-    _identity: bool = False  # a, x0 and b those of y = x (the inverse needs no arithmetic)
+    identity: bool = False  # y = x: the inverse needs no arithmetic
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.sign is not None:
@@ -50,10 +50,6 @@ class Resolved:
         if self.identity:
             return np.asarray(y, dtype=float)
         return self.a_inv @ (y - self.b) + self.x0
-
-    @property
-    def identity(self) -> bool:
-        return self.sign is None and self._identity
 
 
 def _vector(name: str, raw: tuple, p: int, default: float) -> np.ndarray:

@@ -287,11 +287,11 @@ def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, s
         short = np.concatenate([q[e * (m / trial) < ESS_MIN] for q, e in sampled(short, trial, pilot)])
         m = min(n, m * FAR_GROWTH)
         size[short] = m
+    def estimate(q, sample):
+        return _far_block(y32[q], x32[sample], x_sq[sample], idx[q], sample, log_near[q], h, n)
+
     log_p, rel_var, ess, g_var = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y)), np.zeros(2)
     for m in np.unique(size):  # the estimates, each from a fresh sample
-        def estimate(q, sample):
-            return _far_block(y32[q], x32[sample], x_sq[sample], idx[q], sample, log_near[q], h, n)
-
         for q, (lp, rv, e, gv) in sampled(np.nonzero(size == m)[0], int(m), estimate):
             log_p[q], rel_var[q], ess[q] = lp, rv, e
             g_var += gv

@@ -153,6 +153,12 @@ def as_dict(cfg) -> dict:
     return asdict(cfg)
 
 
+def matching_options(m) -> dict:
+    """``matching`` (MatchingConfig) as the keyword arguments of
+    :func:`pipeline.scores.matching.match`: every key but ``candidates``."""
+    return {k: v for k, v in asdict(m).items() if k != "candidates"}
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

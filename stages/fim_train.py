@@ -10,6 +10,7 @@ labels included, with info ``candidate``, ``fim_quantity``, ``fim_parameters`` a
 and eigenvalues.png.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,15 @@ from pipeline.core.timing import Timers
 from pipeline.models import parameters
 from pipeline.models.parameters import label_text
 from pipeline.scores.training_fim import candidates, masks, quantities, training_fims
-from stages.common import as_dict, read_images, stage_main, write_summary
+from pipeline.scores.zero_information import FLOOR, explain
+from stages.common import as_dict, json_bytes, read_images, stage_main, write_summary
 from stages.models import derivative_of, potential_of, transform_of
 from stages.runtime import executor_factory, store_of
 from stages.schema import Config
 
-OUTPUTS = ("fims.extxyz", "fims.npz", "summary.json", "eigenvalues.png")
+log = logging.getLogger(__name__)
+OUTPUTS = ("fims.extxyz", "fims.npz", "zero_information.json", "summary.json", "eigenvalues.png")
+SHOWN = 10  # zero-information candidates named in the log (all are in zero_information.json)
 
 
 def load_mask(path: Path) -> np.ndarray:
@@ -56,9 +60,12 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         result = training_fims(frames, cands, potential_of(cfg.potential), spec, transform_of(cfg.potential.transform),
                                derivative_of(f.derivative), store_of(cfg), executor_factory(cfg.runtime))
     labels = list(result.labels.values())
+    with timers("zero_information"):
+        empty = zero_information(frames, cands, result, potential_of(cfg.potential), spec)
     counts = {"images": len(set(hashes)), "candidates": len(cands), "computed": result.computed,
-              "cached": len(cands) - result.computed, "parameters": len(labels)}
-    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_npz, t_summary, t_png), timers("write"):
+              "cached": len(cands) - result.computed, "parameters": len(labels), "zero_information": len(empty)}
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_npz, t_zero, t_summary, t_png), timers("write"):
+        t_zero.write_bytes(json_bytes(empty))
         # each candidate's row of the input as it was written, its labels too, with the FIM added:
         # no extxyz parsing and formatting again
         names = label_text(result.labels)
@@ -76,6 +83,24 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
         params = {"potential": as_dict(cfg.potential), "fim": as_dict(f)}
         done = write_summary(t_summary, "fim_train", params, counts, timers, {"labels": result.labels, "model": result.model})
     return done
+
+
+def zero_information(frames, cands, result, potential, spec) -> dict[str, dict]:
+    """``{candidate: {source, config_type, quantity, trace, cause}}`` of the candidates
+    whose FIM carries no information, each named in the log with its cause."""
+    causes = explain(frames, cands, result.fims, potential, spec)
+    out = {}
+    for i, why in causes.items():
+        atoms = frames[cands[i].row]
+        out[cands[i].id] = {"source": atoms.info.get("source"), "config_type": atoms.info.get("config_type"),
+                            "quantity": cands[i].quantity, "trace": float(np.trace(result.fims[i])), "cause": why}
+    if out:
+        lines = [f"  {v['source']} ({v['config_type'] or 'no config_type'}) {v['quantity']}: {v['cause']}"
+                 for v in list(out.values())[:SHOWN]]
+        more = f"\n  ... and {len(out) - SHOWN} more (outputs/fim_train/zero_information.json)" if len(out) > SHOWN else ""
+        log.warning("%d of %d candidates carry no information (FIM trace below %g of the median); computing them "
+                    "teaches the model nothing:\n%s%s", len(out), len(cands), FLOOR, "\n".join(lines), more)
+    return out
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from pipeline.models import parameters
 from pipeline.scores.learn import Loop, Matching, final_report, learn
 from pipeline.scores.matching import candidate_rows
 from pipeline.scores.training_fim import candidates, masks, quantities
-from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
+from stages.common import as_dict, json_bytes, matching_options, read_images, reproducible, stage_main, write_summary
 from stages.models import derivative_of, potential_of, targets_of, transform_of
 from stages.runtime import executor_factory, store_of
 from stages.schema import Config
@@ -57,7 +57,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     targets, potential = targets_of(cfg.target.properties), potential_of(cfg.potential)
     spec = parameters.parse(cfg.potential.parameters_optimize)
     loop = Loop(c.warmup, c.max_iterations, c.rtol, c.fit_method, c.energy_shift, c.max_nfev)
-    matching = Matching(m.precondition, m.solver, m.weight_tol, m.weight_upper_bound, m.max_violation)
+    matching = Matching(**matching_options(m))
     with timers("learn"):
         its = learn(frames, cands, potential, spec, transform_of(cfg.potential.transform), derivative_of(f.derivative),
                     targets, derivative_of(cfg.target.derivative), matching, loop, store_of(cfg),

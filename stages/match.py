@@ -18,6 +18,7 @@ from pipeline.core import extxyz, plots
 from pipeline.core.atomic import staged
 from pipeline.core.outputs import (
     CANDIDATE,
+    FIM_MATCHING_REDUCED_COST,
     FIM_MATCHING_WEIGHT_SCORE,
     FIM_PROPERTY_SCORE,
     FIM_QUANTITY,
@@ -26,7 +27,7 @@ from pipeline.core.outputs import (
 )
 from pipeline.core.timing import Timers
 from pipeline.scores.matching import candidate_fims, candidate_rows, match, selection
-from stages.common import as_dict, json_bytes, read_images, read_json, reproducible, stage_main, write_summary
+from stages.common import as_dict, json_bytes, matching_options, read_images, read_json, reproducible, stage_main, write_summary
 from stages.schema import Config
 
 log = logging.getLogger("atomsieve")
@@ -42,18 +43,22 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
     f_target = np.array(goal[FIM_PROPERTY_SCORE.key], dtype=float)
     candidates = candidate_fims(frames, f_target, goal["labels"], str(fims))
     with timers("match"):
-        result = match(candidates, f_target, m.precondition, m.solver, m.weight_tol, m.weight_upper_bound,
-                       m.max_violation)
+        result = match(candidates, f_target, **matching_options(m))
     weights, chosen = selection(frames, result), [frames[i] for i in result.selected]
     if len(frames) < len(rows):
         log.info("matching sees %d of %d candidates: the %s split (matching.candidates=all for every one)",
                  len(frames), len(rows), m.candidates)
-    metrics = {"candidates": len(frames), "not_candidates": len(rows) - len(frames), "selected": len(chosen),
-               "sum_weights": float(result.weights.sum()), "min_eigenvalue_rel": result.min_eigenvalue,
-               "solver": result.solver, "status": result.status}
+    explain(result, frames, f_target.shape[0], m)
+    metrics = {"candidates": len(frames), "selected": len(chosen), "sum_weights": float(result.weights.sum()),
+               "dropped": len(result.dropped), "dropped_weight_mass": result.dropped_weight_mass}
+    checks = {"not_candidates": len(rows) - len(frames), "min_eigenvalue_rel": result.min_eigenvalue,
+              "rescaled_by": result.rescaled_by, "target_rank": result.target_rank,
+              "target_condition": result.target_condition, "solver": result.solver, "status": result.status}
     weight_of = {a.info[CANDIDATE.key]: float(w) for a, w in zip(frames, result.weights)}
+    dual_of = {a.info[CANDIDATE.key]: float(d) for a, d in zip(frames, result.duals)}
     for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
         atoms.info[FIM_MATCHING_WEIGHT_SCORE.key] = weight_of.get(atoms.info[CANDIDATE.key], 0.0)
+        atoms.info[FIM_MATCHING_REDUCED_COST.key] = dual_of.get(atoms.info[CANDIDATE.key], 1.0)
     labels = [f"{a.info.get(SOURCE.key, a.info[IMAGE_HASH.key][:11])} {a.info[FIM_QUANTITY.key]}" for a in chosen]
     values = np.array([w["weight"] for w in weights.values()])
     with staged([out / name for name in OUTPUTS]) as (t_w, t_xyz, t_all, t_metrics, t_png, t_csv, t_spectra,
@@ -61,14 +66,34 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
         t_w.write_bytes(json_bytes(weights))
         extxyz.write(t_xyz, chosen)
         extxyz.write(t_all, rows)
-        t_metrics.write_bytes(json_bytes(reproducible(metrics, ("min_eigenvalue_rel",))))
+        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
         plots.weights(labels, values, t_png, f"{len(chosen)} of {len(frames)} candidates selected\nsum of weights "
                       f"{values.sum():.4g}, |F_target| = {np.linalg.norm(f_target):.3g}", m.weight_upper_bound)
-        t_csv.write_text("candidate,weight\n" + "".join(f"{lab},{v!r}\n" for lab, v in zip(labels, values)))
+        t_csv.write_text("candidate,weight\n" + "".join(f"{lab},{float(v)!r}\n" for lab, v in zip(labels, values)))
         plots.spectra(candidates, result.weights > 0, f_target, t_spectra,
                       "Candidate FIMs (selected in orange) against the target's eigenvalues")
-        done = write_summary(t_summary, "match", as_dict(m), metrics, timers, {"solver_seconds": result.seconds})
+        done = write_summary(t_summary, "match", as_dict(m), {**metrics, **checks}, timers,
+                             {"solver_seconds": result.seconds})
     return done
+
+
+def explain(result, frames, parameters: int, m) -> None:
+    """Say in the log what the numbers mean: the target's directions, the noise dropped,
+    any rescaling."""
+    log.info("the target needs information in %d of %d parameter directions (its eigenvalues span %.1e)%s",
+             result.target_rank, parameters, result.target_condition,
+             "" if result.target_rank == parameters else "; the others it does not depend on")
+    short = -min(result.min_eigenvalue, 0.0)
+    log.info("selected %d of %d candidates: with their weights they hold the target's information in every direction "
+             "it needs%s", len(result.selected), len(frames),
+             f", short by at most {short:.1e} of it (matching.max_violation={m.max_violation:g})" if short else "")
+    if result.dropped:
+        log.info("dropped %d weights as solver noise (below matching.weight_tol=%g of the largest, or a reduced cost "
+                 "above matching.dual_tol=%g): %.2g of the solver's total weight", len(result.dropped), m.weight_tol,
+                 m.dual_tol, result.dropped_weight_mass)
+    if result.rescaled_by > 1 + 1e-3:
+        log.warning("the kept weights were scaled by %.4g to cover the target after the noise was dropped; a "
+                    "lower matching.weight_tol keeps more", result.rescaled_by)
 
 
 def main() -> None:

@@ -171,11 +171,12 @@ class TargetConfig:
 @dataclass(frozen=True)
 class MatchingConfig:
     candidates: str = "train"  # train | all: which images may be selected
-    precondition: str = "max_frobenius"  # max_frobenius | frobenius | none
+    precondition: str = "whiten"  # whiten | max_frobenius | frobenius | none (pipeline/scores/matching.py)
     solver: str = "CLARABEL"  # CLARABEL | SCS | SDPA
-    weight_tol: float = 1e-6  # weights below this times the largest are dropped
+    weight_tol: float = 1e-4  # a weight below this times the largest is noise, dropped
+    dual_tol: float = 1e-4  # a weight whose w >= 0 dual (reduced cost / cost) is not below this is noise, dropped
     weight_upper_bound: float | None = None
-    max_violation: float = 1e-6  # largest violation of sum w F >= F_target accepted, relative to |F_target|
+    max_violation: float = 1e-6  # share of the target's information the kept weights may miss in any direction
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pipeline.scores.matching import candidate_fims, candidate_rows, match
 from stages.common import (
     as_dict,
     json_bytes,
+    matching_options,
     load_descriptors,
     read_images,
     read_json,
@@ -86,8 +87,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
         baselines = {"greedy": sel.greedy(p, objective),
                      "fps": sel.top_k(p, sel.fps_order(np.stack([x.mean(axis=0) for x in per_image]),
                                                        keep[0] if keep else 0))}
-        weights = match(f, f_target, cfg.matching.precondition, cfg.matching.solver, cfg.matching.weight_tol,
-                        cfg.matching.weight_upper_bound, cfg.matching.max_violation).weights
+        weights = match(f, f_target, **matching_options(cfg.matching)).weights
         baselines["matching_top_k"] = sel.top_k(p, list(np.argsort(-weights, kind="stable")))
     with timers("schedule"):
         schedule = schedule_of(cfg, p, objective, baselines["greedy"])

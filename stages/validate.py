@@ -69,7 +69,7 @@ def validate(cfg: Config) -> Config:
     if cfg.target.properties:
         check_species(targets_of(cfg.target.properties), potential_of(cfg.potential))
     m = cfg.matching
-    check_options(m.weight_tol, m.max_violation, m.weight_upper_bound)
+    check_options(m.weight_tol, m.max_violation, m.weight_upper_bound, m.dual_tol)
     check_settings(*descriptor_args(cfg.descriptors))
     training_source(cfg.ltau)
     check_k(cfg.ltau.k)

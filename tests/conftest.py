@@ -123,3 +123,24 @@ def matched(candidates, target, **options):
 
     opts = {k: v for k, v in asdict(MatchingConfig()).items() if k != "candidates"}
     return match(candidates, target, **{**opts, **options})
+
+
+def independent_selection(candidates, target, weight_tol, dual_tol, rcond=1e-12):
+    """The selection of an information-matching solve written here, apart from the
+    library: cvxpy's Clarabel on min Σ w s.t. Σ wᵢ S^T Fᵢ S ⪰ S^T T S, w ≥ 0 (S whitens
+    the target on the directions it needs), keeping a weight above ``weight_tol`` × the
+    largest whose w ≥ 0 dual is below ``dual_tol``: the sorted indices."""
+    import cvxpy as cp
+
+    lam, vec = np.linalg.eigh(target)
+    need = lam > rcond * lam.max()
+    s = np.hstack([vec[:, need] / np.sqrt(lam[need]), vec[:, ~need] / np.sqrt(lam.max())])
+    white = np.array([s.T @ f @ s for f in candidates])
+    largest = np.abs(white).max()  # one factor on both sides: the weights are the problem's own
+    white, goal = (white + white.transpose(0, 2, 1)) / 2 / largest, s.T @ target @ s / largest
+    w = cp.Variable(len(candidates))
+    positive = w >= 0
+    problem = cp.Problem(cp.Minimize(cp.sum(w)), [positive, sum(w[i] * white[i] for i in range(len(white))) >> goal])
+    problem.solve(solver=cp.CLARABEL)
+    weights, duals = np.asarray(w.value), np.asarray(positive.dual_value)
+    return tuple(int(i) for i in np.flatnonzero((weights > weight_tol * weights.max()) & (duals < dual_tol)))

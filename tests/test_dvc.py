@@ -70,10 +70,12 @@ def test_adding_two_images_to_two_hundred_computes_only_those(committed):
        "potential=sw_si_all")
     sh(committed, "dvc", "repro", "fim_train")
     summary = lambda: json.loads((committed / "outputs/fim_train/summary.json").read_text())["counts"]  # noqa: E731
-    assert summary() == {"images": 200, "candidates": 200, "computed": 200, "cached": 0, "parameters": 9}
+    assert summary() == {"images": 200, "candidates": 200, "computed": 200, "cached": 0, "parameters": 9,
+                         "zero_information": 0}
     ase.io.write(data / "cells.extxyz", cells(0, 202))
     sh(committed, "dvc", "repro", "fim_train")
-    assert summary() == {"images": 202, "candidates": 202, "computed": 2, "cached": 200, "parameters": 9}
+    assert summary() == {"images": 202, "candidates": 202, "computed": 2, "cached": 200, "parameters": 9,
+                         "zero_information": 0}
 
 
 def test_changing_the_solver_reruns_only_the_stages_that_match(committed):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import matched
+from conftest import independent_selection, matched
 
 from pipeline.core.errors import InputError
 from pipeline.scores.matching import MatchingError
@@ -31,7 +31,8 @@ def test_scaling_the_target_scales_the_weights():
     for c in (0.01, 10.0, 1e4):
         scaled = matched(cands, c * target)
         assert scaled.selected == base.selected
-        np.testing.assert_allclose(scaled.weights, c * base.weights, rtol=1e-5, atol=1e-9 * c * base.weights.max())
+        # whitened, the solver sees the target c times larger beside the same candidates: equal to its precision
+        np.testing.assert_allclose(scaled.weights, c * base.weights, rtol=1e-5, atol=1e-5 * c * base.weights.max())
 
 
 def test_solution_covers_the_target_and_is_no_larger_than_a_feasible_one():
@@ -75,12 +76,26 @@ def test_a_status_other_than_optimal_is_an_error():
 
 
 def test_a_violated_constraint_is_an_error():
-    # the optimum is w = (1, 1000); weight_tol 0.5 drops w0, leaving diag(0, 1) - I with λ_min = -1
+    # the optimum is w = (1, 1000); weight_tol 0.5 drops w0, leaving diag(0, 1) - I with λ_min = -1,
+    # which no rescaling of w1 lifts
     cands = np.stack([np.diag([1.0, 0.0]), np.diag([0.0, 1e-3])])
     assert matched(cands, np.eye(2)).weights == pytest.approx([1.0, 1000.0], rel=1e-5)
-    with pytest.raises(MatchingError, match=r"violated by 0\.707.*max_violation=1e-06"):
+    with pytest.raises(MatchingError, match=r"violate the constraint by 1 of the target's information.*"
+                                            r"max_violation=1e-06.*dropped 1 weights"):
         matched(cands, np.eye(2), weight_tol=0.5)
-    assert matched(cands, np.eye(2), weight_tol=0.5, max_violation=0.8).selected == (1,)
+
+
+def test_dropped_weights_are_made_up_by_rescaling_the_kept_ones():
+    # the optimum of diag(1, 1/2) and diag(0, 1) against I is w = (1, 1/2); weight_tol 0.6 drops w1,
+    # and diag(1, 1/2) alone covers I at weight 2 (closed form: 1 / (1/2)), less max_violation's slack
+    cands = np.stack([np.diag([1.0, 0.5]), np.diag([0.0, 1.0])])
+    full = matched(cands, np.eye(2))
+    assert full.weights == pytest.approx([1.0, 0.5], rel=1e-6) and full.rescaled_by == 1.0
+    out = matched(cands, np.eye(2), weight_tol=0.6)
+    assert out.selected == (0,) and out.dropped == (1,)
+    assert out.dropped_weight_mass == pytest.approx(1 / 3, rel=1e-5)
+    assert out.rescaled_by == pytest.approx(2 * (1 - 1e-6), rel=1e-6)
+    assert out.weights[0] == pytest.approx(2.0, rel=1e-5) and out.min_eigenvalue >= -1e-6
 
 
 def random_problem(n, p=6, rank=2, seed=0):
@@ -115,3 +130,38 @@ def test_column_generation_still_refuses_an_infeasible_target(monkeypatch):
     rank_one = np.stack([np.outer(v, v) for v in np.random.default_rng(1).normal(size=(40, 1)) * [[1.0, 0.0]]])
     with pytest.raises(MatchingError, match="cannot match the target"):
         matched(rank_one, np.eye(2))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_solver_noise_is_never_selected(seed):
+    """An interior-point solver leaves every candidate a tiny weight: kept only above
+    weight_tol × the largest with a dual below dual_tol, the selection is an independent
+    solve's with the same tests (conftest.independent_selection), and it still covers the
+    target."""
+    cands, target = random_problem(300, seed=seed)
+    out = matched(cands, target)
+    everything = matched(cands, target, weight_tol=0.0, dual_tol=1.0)  # what the solver returned
+    assert len(everything.selected) > 10 * len(out.selected)
+    assert out.selected == independent_selection(cands, target, 1e-4, 1e-4)
+    assert set(out.dropped) == set(everything.selected) - set(out.selected)
+    assert min(out.weights[list(out.selected)]) >= 1e-4 * out.weights.max()
+    assert out.dropped_weight_mass < 1e-4 and out.min_eigenvalue >= -1e-6
+
+
+def test_a_target_whose_eigenvalues_span_ten_decades_is_matched_in_every_direction():
+    """Plain (max_frobenius) matching resolves only the target's stiff directions (here
+    Clarabel gives up: optimal_inaccurate); whitened, the optimum is the independent
+    solve's, the target covered in every direction, the sloppiest included."""
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    target = q @ np.diag([1e-6, 1e-2, 1.0, 1e4]) @ q.T
+    x = rng.normal(size=(80, 4, 2)) * np.array([1e-2, 1e-1, 1.0, 1e2])[None, :, None]
+    cands = np.einsum("ij,njk->nik", q, x)
+    cands = cands @ cands.transpose(0, 2, 1)
+    white = matched(cands, target)
+    assert white.target_rank == 4 and white.target_condition == pytest.approx(1e10, rel=1e-6)
+    assert white.selected == independent_selection(cands, target, 1e-4, 1e-4)
+    assert white.min_eigenvalue >= -1e-6
+    sloppiest = q[:, 0]  # the target's eigenvector of 1e-6: covered to within max_violation
+    covered = sloppiest @ np.einsum("i,ijk->jk", white.weights, cands) @ sloppiest
+    assert covered >= 1e-6 * (1 - 1e-6)

@@ -45,7 +45,8 @@ def test_outputs_match_a_direct_computation_and_are_cached(tmp_path):
     path, frames = images_file(tmp_path)
     cfg = config(tmp_path)
     first = fim_train.run(cfg, tmp_path / "out", path)
-    assert first["counts"] == {"images": 4, "candidates": 4, "computed": 4, "cached": 0, "parameters": 2}
+    assert first["counts"] == {"images": 4, "candidates": 4, "computed": 4, "cached": 0, "parameters": 2,
+                               "zero_information": 0}
     assert first["labels"] == {0: {"parameter": "A", "extent": 0}, 1: {"parameter": "B", "extent": 0}}
     npz = np.load(tmp_path / "out/fims.npz")
     assert list(npz["image_hash"]) == [a.info["image_hash"] for a in frames]

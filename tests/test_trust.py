@@ -145,7 +145,7 @@ def test_3_4_a_queued_sweep_runs_on_the_composed_data_and_shares_the_store(commi
         assert params["dataset"]["paths"] == ["data/mine/cells.extxyz"] and params["dataset"]["seed"] in (1, 2)
         assert summary(committed, "hash", ref)["counts"]["frames_read"] == 8
         assert summary(committed, "fim_train", ref)["counts"] == {
-            "images": 8, "candidates": 8, "computed": 0, "cached": 8, "parameters": 2}
+            "images": 8, "candidates": 8, "computed": 0, "cached": 8, "parameters": 2, "zero_information": 0}
     sh(committed, "dvc", "exp", "run", "--temp", "-S", "dataset.seed=4")
     ref = sh(committed, "git", "for-each-ref", "--sort=-creatordate", "--format=%(refname)", "refs/exps").split()[0]
     assert summary(committed, "fim_train", ref)["counts"]["computed"] == 0

@@ -37,6 +37,10 @@ FIM_MATCHING_WEIGHT_SCORE = Output("fim_matching_weight_score", "candidate", "sc
                                    "weight of the candidate's data in the matched training set (0: not selected)",
                                    "match: candidates.extxyz, selected.extxyz info; learn: selected.extxyz info "
                                    "(accumulated over iterations)")
+FIM_MATCHING_REDUCED_COST = Output("fim_matching_reduced_cost", "candidate", "scalar", "",
+                                   "the dual of its w ≥ 0 constraint over its cost: 0 where the matching uses it, "
+                                   "up to 1 for a candidate that adds nothing the target needs",
+                                   "match: candidates.extxyz info")
 SELECTION_RANK = Output("selection_rank", "candidate", "integer", "",
                         "rank in the budgeted selection: 1 is the candidate whose removal costs the objective most",
                         "select: selected.extxyz info")
@@ -77,7 +81,7 @@ def mask_of(candidate: str) -> str | None:
 
 
 OUTPUTS = (IMAGE_HASH, SOURCE, SPLIT, CANDIDATE, FIM_QUANTITY, FIM_PARAMETERS, FIM_TRAINING_SET_SCORE,
-           FIM_PROPERTY_SCORE, FIM_MATCHING_WEIGHT_SCORE, LEARN_ITERATION, SELECTION_RANK, DESCRIPTORS, QUESTS_DELTA_ENTROPY_SCORE,
+           FIM_PROPERTY_SCORE, FIM_MATCHING_WEIGHT_SCORE, FIM_MATCHING_REDUCED_COST, LEARN_ITERATION, SELECTION_RANK, DESCRIPTORS, QUESTS_DELTA_ENTROPY_SCORE,
            QUESTS_DELTA_ENTROPY_STDERR, QUESTS_EFFICIENCY_SCORE, QUESTS_DIVERSITY_SCORE, LTAU_FORCES_UQ_SCORE, ENERGY_OUTLIER_SCORE)
 
 

@@ -21,7 +21,7 @@ training FIM: σ = √diag(J (Σ w F)⁺ Jᵀ).
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from ase import Atoms
@@ -66,6 +66,7 @@ class Matching:
     weight_tol: float
     weight_upper_bound: float | None
     max_violation: float
+    dual_tol: float
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,7 @@ def learn(frames: Sequence[Atoms], cands: Sequence[Candidate], potential: Potent
         spec_k = with_values(spec, values)
         train = training_fims(frames, cands, potential, spec_k, transform, fim_derivative, store, executor)
         goal, target_computed = target_fim(potential, spec_k, transform, target_derivative, targets, store)
-        m = match(train.fims, goal.fim, matching.precondition, matching.solver, matching.weight_tol,
-                  matching.weight_upper_bound, matching.max_violation)
+        m = match(train.fims, goal.fim, **asdict(matching))
         current = {cands[i].id: float(m.weights[i]) for i in m.selected}
         previous = acc
         acc = current if k <= loop.warmup or acc is None else accumulate(acc, current)

@@ -38,9 +38,10 @@ def _scaled(configs: dict, order: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 def solve(opt_class, target_in, configs: dict, weight_upper_bound, solve_kwargs: dict):
-    """``(problem, weights)``: the last subset's solved ConvexOpt and every candidate's
-    scaled weight (configs' order; 0 outside the subset), or ``(problem, None)`` when the
-    solver gave no weights."""
+    """``(problem, weights, duals)``: the last subset's solved ConvexOpt, every
+    candidate's scaled weight (configs' order; 0 outside the subset) and reduced cost
+    relative to its cost (the solver's dual of w ≥ 0 inside the subset, priced by its
+    dual Z outside), or ``(problem, None, None)`` when the solver gave no weights."""
     order = list(configs)
     g, c = _scaled(configs, order)
     t = np.asarray(target_in["fim"] if isinstance(target_in, dict) else target_in, dtype=float)
@@ -59,7 +60,7 @@ def solve(opt_class, target_in, configs: dict, weight_upper_bound, solve_kwargs:
             subset += rest[:max(len(subset), ADD)]  # the subset cannot cover the target yet: widen it
             continue
         if opt.result is None or opt.result["wm"] is None:
-            return opt, None
+            return opt, None, None
         z = np.asarray(opt.constraints[1].dual_value, dtype=float)
         reduced = c - g @ z.ravel()
         inside = np.zeros(len(order), dtype=bool)
@@ -68,6 +69,8 @@ def solve(opt_class, target_in, configs: dict, weight_upper_bound, solve_kwargs:
         if not len(entering):
             weights = np.zeros(len(order))
             weights[subset] = np.asarray(opt.result["wm"], dtype=float).ravel()
-            return opt, weights
+            duals = reduced / c
+            duals[subset] = np.asarray(opt.result["dual_wm"], dtype=float).ravel()
+            return opt, weights, duals
         subset += list(entering[np.argsort(reduced[entering], kind="stable")][:ADD])
-    return opt, None
+    return opt, None, None

@@ -2,9 +2,13 @@
 
 - ``atomsieve compose [OVERRIDES...]``: params.yaml from conf/ plus Hydra overrides,
   composed exactly as ``dvc exp run -S`` composes it, then checked as every stage will
-  check it. The overrides are recorded in conf/overrides.yaml, which every later
-  composition reads (``dvc exp run -S``, queued experiments): commit it. Without
-  overrides, recompose with the recorded ones; ``--reset`` forgets them.
+  check it. The overrides are added to those recorded in conf/overrides.yaml (an
+  override of a key already recorded replaces that one only), which every later
+  composition reads (``dvc exp run -S``, queued experiments): commit it. It says what
+  it changed, in the recorded overrides and in params.yaml. Without overrides,
+  recompose with the recorded ones; ``--reset`` forgets them all (then applies any
+  given), ``--forget KEY`` forgets one key's, ``--show`` prints them; ``--out FILE``
+  (not params.yaml) writes a preview and records nothing.
 - ``atomsieve experiment NAME [--queue]``: a preset of conf/experiment/ (a published
   study) as the named DVC experiment NAME: ``dvc exp run -n NAME -S +experiment=NAME``
   (every stage, so that no metric of another config is shown beside it), on top of the
@@ -92,6 +96,55 @@ def experiment(name: str, queue: bool, conf_dir: Path) -> int:
     return subprocess.run(command).returncode
 
 
+def compose_command(given: list[str], out: Path, conf_dir: Path, reset: bool, forget: list[str],
+                    show: bool) -> None:
+    """``atomsieve compose``: the recorded overrides updated by ``given`` (or replaced, with
+    ``reset``; less the keys of ``forget``), params.yaml composed from them, and what
+    changed said on stderr."""
+    before = recorded.read(conf_dir) or []
+    if show:
+        print("\n".join(before) if before else f"(no overrides recorded in {conf_dir / recorded.FILE})")
+        return
+    unknown = [k for k in forget if k not in {recorded.key_of(o) for o in before}]
+    if unknown:
+        raise ConfigError(f"atomsieve compose --forget: no recorded override of {unknown}; recorded: {before}")
+    kept = [o for o in ([] if reset else before) if recorded.key_of(o) not in forget]
+    overrides = recorded.combined(kept, given)
+    preview = out.resolve() != Path("params.yaml").resolve()
+    old = _flat(load_config(out)) if out.exists() and not preview else None
+    compose(overrides, out, conf_dir, record=not preview)
+    cfg = load_config(out)
+    say = (lambda line: print(line, file=sys.stderr))  # noqa: E731
+    if preview:
+        say(f"wrote {out} (a preview: nothing recorded in {conf_dir / recorded.FILE}, params.yaml unchanged)")
+    else:
+        for line in recorded.changes(before, overrides):
+            say(line)
+    if old is not None:
+        new = _flat(cfg)
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        say(f"{out}: {len(changed)} value{'s' if len(changed) != 1 else ''} changed" + (":" if changed else ""))
+        for key in changed:
+            say(f"  {key}: {old.get(key)!r} -> {new.get(key)!r}")
+    for path in untracked(files(cfg)):
+        say(f"warning: {path} is not tracked by git or DVC: `dvc repro` reads it, but queued and --temp experiments "
+            f"will not see it; run `git add {path}` (or `dvc add {path}`) and commit")
+
+
+def _flat(cfg) -> dict:
+    """``{dotted.key: value}`` of a config's leaves."""
+    out = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            out[prefix] = node
+    walk(asdict(cfg), "")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="atomsieve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,8 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("compose", help="write params.yaml from conf/ and Hydra overrides")
     p.add_argument("overrides", nargs="*", help="e.g. 'dataset.paths=[a.extxyz]' runtime.workers=2 "
                    "(none: the ones recorded in conf/overrides.yaml)")
-    p.add_argument("--reset", action="store_true", help="forget the recorded overrides")
-    p.add_argument("--out", type=Path, default=Path("params.yaml"))
+    p.add_argument("--reset", action="store_true", help="forget every recorded override (then apply those given)")
+    p.add_argument("--forget", metavar="KEY", action="append", default=[],
+                   help="forget the recorded override of KEY (a key or config group); repeatable")
+    p.add_argument("--show", action="store_true", help="print the recorded overrides and stop")
+    p.add_argument("--out", type=Path, default=Path("params.yaml"),
+                   help="where to write (default params.yaml; any other file is a preview: nothing is recorded)")
     p.add_argument("--conf", type=Path, default=Path("conf"))
     p = sub.add_parser("experiment", help="run a preset of conf/experiment/ as a named DVC experiment")
     p.add_argument("name", help="a file of conf/experiment/, without .yaml")
@@ -120,14 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "compose":
-            if args.reset and args.overrides:
-                raise ConfigError("atomsieve compose: --reset takes no overrides (it composes conf/ as it is)")
-            given = [] if args.reset else args.overrides or recorded.read(args.conf) or []
-            compose(given, args.out, args.conf)
-            for path in untracked(files(load_config(args.out))):
-                print(f"warning: {path} is not tracked by git or DVC: `dvc repro` reads it, but queued and --temp "
-                      f"experiments will not see it; run `git add {path}` (or `dvc add {path}`) and commit",
-                      file=sys.stderr)
+            compose_command(args.overrides, args.out, args.conf, args.reset, args.forget, args.show)
             return
         if args.command == "sweep":
             from stages import sweep

@@ -1,8 +1,9 @@
 """Stage ``energy_outlier``: a robust z-score of every labelled image's energy per atom.
 
-Input ``--images`` (outputs/hash/images.extxyz). Outputs in ``--out``
-(outputs/energy_outlier), all or none: scores.json (image_hash → z), metrics.json and
-summary.json.
+Input ``--images`` (outputs/hash/images.extxyz). Images with a ``config_type`` are
+scored within their type (pipeline/scores/energy_outlier.py). Outputs in ``--out``
+(outputs/energy_outlier), all or none: scores.json (image_hash → z, source,
+config_type and the group it was scored in), metrics.json and summary.json.
 """
 
 from pathlib import Path
@@ -11,9 +12,9 @@ import numpy as np
 
 from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
-from pipeline.core.outputs import ENERGY_OUTLIER_SCORE, IMAGE_HASH, SOURCE
+from pipeline.core.outputs import CONFIG_TYPE, ENERGY_OUTLIER_SCORE, IMAGE_HASH, SOURCE
 from pipeline.core.timing import Timers
-from pipeline.scores.energy_outlier import outliers, robust_z
+from pipeline.scores.energy_outlier import ALL, outliers, robust_z_by_group
 from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 
@@ -25,10 +26,13 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     frames = [a for a in read_images(images, unique=True) if a.calc is not None and "energy" in a.calc.results]
     if not frames:
         raise InputError(f"{images}: no image has an energy label; energy_outlier needs them")
-    z = robust_z(np.array([a.calc.results["energy"] for a in frames]), np.array([len(a) for a in frames]))
+    kinds = [str(a.info.get(CONFIG_TYPE, ALL)) for a in frames]
+    z, basis = robust_z_by_group(np.array([a.calc.results["energy"] for a in frames]),
+                                 np.array([len(a) for a in frames]), kinds)
     flagged = outliers(z, c.threshold)
-    scores = {a.info[IMAGE_HASH.key]: {ENERGY_OUTLIER_SCORE.key: float(v), SOURCE.key: a.info.get(SOURCE.key)}
-              for a, v in zip(frames, z)}
+    scores = {a.info[IMAGE_HASH.key]: {ENERGY_OUTLIER_SCORE.key: float(v), SOURCE.key: a.info.get(SOURCE.key),
+                                       CONFIG_TYPE: a.info.get(CONFIG_TYPE), "scored_within": b}
+              for a, v, b in zip(frames, z, basis)}
     metrics = {"labelled": len(frames), "outliers": len(flagged), "threshold": c.threshold, "max_abs_z": float(np.abs(z).max())}
     with staged([out / name for name in OUTPUTS]) as (t_scores, t_metrics, t_summary):
         t_scores.write_bytes(json_bytes(scores))

@@ -31,7 +31,20 @@ def load_fit(path: Path) -> ltau.Fit:
         raise InputError(f"{path}/fit.npz: cannot read the LTAU fit (run ltau_fit first): {err}") from err
 
 
+def disabled(cfg: Config, out: Path) -> dict:
+    """``ltau.enabled: false``: every output, saying LTAU was not run and how to run it."""
+    with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
+        t_xyz.write_bytes(b"")
+        t_metrics.write_bytes(json_bytes({"enabled": False}))
+        plots.note(t_png, "LTAU force uncertainty", "Not run (ltau=off): it needs the per-atom force errors of your\n"
+                   "model's training run (README, 'LTAU from your own training run').")
+        t_csv.write_text("bin,train,test\n")
+        return write_summary(t_summary, "ltau", {"k": cfg.ltau.k}, {"enabled": False}, Timers())
+
+
 def run(cfg: Config, out: Path, fit: Path, descriptors: Path, images: Path) -> dict:
+    if not cfg.ltau.enabled:
+        return disabled(cfg, out)
     timers = Timers()
     frames = read_images(images, unique=True)
     per_image = load_descriptors(descriptors, [a.info[IMAGE_HASH.key] for a in frames])

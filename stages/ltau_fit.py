@@ -1,22 +1,25 @@
 """Stage ``ltau_fit``: per-atom error PDFs of the training atoms and their FAISS index.
 
 Inputs: the training atoms (``ltau.train_images``, frames whose descriptors are
-computed or read as ``descriptors`` says, or ``ltau.train_descriptors``, a .npy
+computed or read as ``descriptors`` says, each of them an image of the dataset
+``--images`` (outputs/hash/images.extxyz), or ``ltau.train_descriptors``, a .npy
 (N, d)) and ``ltau.error_logs``. Outputs in ``--out``
 (outputs/ltau_fit), all or none: fit.npz (``edges``, ``midpoints``, ``pdfs``),
-index.faiss (the training descriptors' index) and summary.json.
+index.faiss (the training descriptors' index) and summary.json. With
+``ltau.enabled: false`` (``ltau=off``) the outputs say LTAU was not run.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.atoms.dataset import expand_paths
+from pipeline.atoms.dataset import expand_paths, read_checked
+from pipeline.atoms.hashing import image_hashes
 from pipeline.core.atomic import staged
 from pipeline.core.errors import ConfigError, InputError
 from pipeline.core.timing import Timers
 from pipeline.scores import ltau
-from stages.common import as_dict, stage_main, write_summary
+from stages.common import as_dict, read_images, stage_main, write_summary
 from stages.described import descriptors_of_file
 from stages.models import index_args_of
 from stages.schema import Config
@@ -42,9 +45,29 @@ def training_source(c) -> tuple[str, str]:
     return given[0]
 
 
-def run(cfg: Config, out: Path) -> dict:
+def disabled(cfg: Config, out: Path) -> dict:
+    """``ltau.enabled: false``: every output, empty, saying LTAU was not run."""
+    with staged([out / name for name in OUTPUTS]) as (t_npz, t_index, t_summary):
+        t_npz.write_bytes(b"")
+        t_index.write_bytes(b"")
+        return write_summary(t_summary, "ltau_fit", {"ltau": as_dict(cfg.ltau)}, {"enabled": False}, Timers())
+
+
+def check_in_dataset(cfg: Config, key: str, value: str, images: Path) -> None:
+    """Training images (not a .npy of descriptors) must be images of the dataset."""
+    if key != "ltau.train_images":
+        return
+    path, = expand_paths([value], cfg.dataset.root, key)
+    train = image_hashes(read_checked(path, cfg.dataset.min_distance))
+    ltau.check_training_images(train, (a.info["image_hash"] for a in read_images(images)), f"{key}={path}")
+
+
+def run(cfg: Config, out: Path, images: Path) -> dict:
     c, timers = cfg.ltau, Timers()
+    if not c.enabled:
+        return disabled(cfg, out)
     key, value = training_source(c)
+    check_in_dataset(cfg, key, value, images)
     logs = expand_paths(c.error_logs, cfg.dataset.root, "ltau.error_logs")
     with timers("descriptors"):
         train, computed = descriptors_of_file(cfg, value, key)
@@ -64,7 +87,7 @@ def run(cfg: Config, out: Path) -> dict:
 
 
 def main() -> None:
-    stage_main("ltau_fit", run, "outputs/ltau_fit")
+    stage_main("ltau_fit", run, "outputs/ltau_fit", images="outputs/hash/images.extxyz")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,19 @@ def combined(recorded: list[str], given: list[str]) -> list[str]:
     return [o for o in recorded if key_of(o) not in taken] + list(given)
 
 
+def changes(before: list[str], after: list[str]) -> list[str]:
+    """Lines saying how the recorded overrides went from ``before`` to ``after``, by key."""
+    old = {key_of(o): o for o in before}
+    new = {key_of(o): o for o in after}
+    lines = [f"recorded overrides ({FILE}):" if after else f"recorded overrides ({FILE}): none"]
+    for key, o in new.items():
+        mark = "=" if old.get(key) == o else ("~" if key in old else "+")
+        note = {"=": "kept", "+": "new"}.get(mark, f"was {old.get(key)}")
+        lines.append(f"  {mark} {o}    ({note})")
+    lines += [f"  - {o}    (forgotten)" for key, o in old.items() if key not in new]
+    return lines
+
+
 def _primary_dir(loader) -> Path | None:
     for element in loader.get_search_path().get_path():
         if element.provider == "main" and not element.path.startswith("pkg://"):

@@ -229,8 +229,10 @@ class QuestsConfig:
 
 @dataclass(frozen=True)
 class LtauConfig:
+    enabled: bool = True  # false (conf ltau=off): the ltau stages write "not run"
     # the training atoms, the logs' columns; exactly one of: frames (their descriptors, by
-    # descriptors.name) or a .npy (N, d) of their descriptors (Orchestrator's train_descriptors)
+    # descriptors.name), each an image of the dataset (its model's errors, not another's),
+    # or a .npy (N, d) of their descriptors (Orchestrator's train_descriptors)
     train_images: str | None = None
     train_descriptors: str | None = None
     error_logs: list[str] = MISSING  # .npy arrays (T, N) or (T, N, 3), eV/Å; several: an ensemble, pooled

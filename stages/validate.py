@@ -10,7 +10,8 @@ options it uses, with the same messages.
 import json
 from pathlib import Path
 
-from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths
+from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths, read_frames
+from pipeline.atoms.hashing import image_hashes
 from pipeline.atoms.descriptors import DESCRIPTORS, check_settings
 from pipeline.core.annealing import Schedule, check_schedule
 from pipeline.core.dask_backend import check as dask_check
@@ -23,7 +24,7 @@ from pipeline.models.transforms import TRANSFORMS
 from pipeline.scores import selection
 from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
 from pipeline.scores.learn import FIT_METHODS, check_loop
-from pipeline.scores.ltau import INDEXES, SPACINGS, check_k
+from pipeline.scores.ltau import INDEXES, SPACINGS, check_k, check_training_images
 from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_options
 from pipeline.scores.property_fim import check_species
 from stages.common import LOG_LEVELS
@@ -71,15 +72,17 @@ def validate(cfg: Config) -> Config:
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation, m.weight_upper_bound, m.dual_tol)
     check_settings(*descriptor_args(cfg.descriptors))
-    training_source(cfg.ltau)
-    check_k(cfg.ltau.k)
+    if cfg.ltau.enabled:
+        training_source(cfg.ltau)
+        check_k(cfg.ltau.k)
     check_loop(cfg.learn.warmup, cfg.learn.max_iterations, cfg.learn.rtol)
     s = cfg.selection
     selection.check_options(s.budget, s.cost, s.cost_budget)
     check_schedule(Schedule(s.t_max, s.t_min, s.steps, 1) if s.schedule == "manual" else Schedule(2.0, 1.0, 1, 1))
     if s.schedule == "auto" and not s.seconds > 0:
         raise ConfigError(f"selection.seconds: expected a time > 0 s, got {s.seconds}")
-    index_args_of(cfg.ltau.index, cfg.ltau.index_args)
+    if cfg.ltau.enabled:
+        index_args_of(cfg.ltau.index, cfg.ltau.index_args)
     if cfg.fim.derivative.method == "numdifftools":
         numdifftools_jacobian(None, json.dumps(cfg.fim.derivative.numdifftools))
     workers_of(cfg.runtime.workers)
@@ -91,7 +94,30 @@ def validate(cfg: Config) -> Config:
     if store.exists() and not store.is_dir():
         raise ConfigError(f"store.path: {store} is a file; expected a folder (made on first use)")
     files(cfg)
+    check_data(cfg)
     return cfg
+
+
+COMPOSE_READS = 50e6  # bytes: datasets up to this size are read at compose time (larger: checked by the stages)
+
+
+def check_data(cfg: Config) -> None:
+    """What the stages check of the data against the config, at compose time: every
+    element is one the potential computes, and LTAU's training images are the
+    dataset's. Datasets past COMPOSE_READS bytes are left to the stages."""
+    paths = expand_paths(cfg.dataset.paths, cfg.dataset.root, "dataset.paths")
+    if sum(p.stat().st_size for p in paths) > COMPOSE_READS:
+        return
+    frames = [a for p in paths for a in read_frames(p)]
+    if cfg.potential.type == "kim":
+        allowed = set(cfg.potential.species)
+        extra = sorted({s for a in frames for s in a.get_chemical_symbols()} - allowed)
+        if extra:
+            raise ConfigError(f"dataset.paths: the data hold {extra}, which potential.species {sorted(allowed)} "
+                              f"({cfg.potential.kim_id}) does not compute")
+    if cfg.ltau.enabled and cfg.ltau.train_images is not None:
+        path, = expand_paths([cfg.ltau.train_images], cfg.dataset.root, "ltau.train_images")
+        check_training_images(image_hashes(read_frames(path)), image_hashes(frames), f"ltau.train_images={path}")
 
 
 def files(cfg: Config) -> list[Path]:
@@ -102,6 +128,8 @@ def files(cfg: Config) -> list[Path]:
     out += expand_paths(cfg.fim.mask_files, root, "fim.mask_files")
     if cfg.quests.reference not in ("train", "all"):
         out += expand_paths([cfg.quests.reference], root, "quests.reference")
+    if not cfg.ltau.enabled:
+        return out
     out += expand_paths([v for v in (cfg.ltau.train_images,) if v is not None], root, "ltau.train_images")
     out += expand_paths([v for v in (cfg.ltau.train_descriptors,) if v is not None], root, "ltau.train_descriptors")
     return out + expand_paths(cfg.ltau.error_logs, root, "ltau.error_logs")

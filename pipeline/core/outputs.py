@@ -69,6 +69,9 @@ ENERGY_OUTLIER_SCORE = Output("energy_outlier_score", "image", "scalar", "",
                               "robust z-score of the energy per atom (|z| > threshold: look before training)",
                               "energy_outlier: scores.json")
 
+CONFIG_TYPE = "config_type"  # the data's own info key naming a configuration's kind (extxyz convention), if any
+
+
 def candidate_id(image_hash: str, quantity: str, mask_digest: str | None) -> str:
     """A candidate's id, the value of ``candidate``: ``<image_hash>:<quantity>[:<mask digest>]``."""
     return f"{image_hash}:{quantity}" + (f":{mask_digest}" if mask_digest else "")

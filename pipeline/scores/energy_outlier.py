@@ -5,6 +5,11 @@ e_i = E_i / N_i in eV/atom, MAD the median absolute deviation (1.4826 · MAD est
 the standard deviation of normal data, and one wild energy cannot inflate it). A
 configuration with |z| above a threshold is worth a look before training: a wrong
 unit, a failed DFT run, a different reference energy.
+
+Configurations of different kinds sit at different energies by nature (a slab's
+surface atoms are less bound than bulk ones), so with groups (``config_type``) each
+configuration is scored against its own group; a group too small for a robust spread
+(fewer than MIN_GROUP, or more than half equal) is scored against all of them.
 """
 
 import numpy as np
@@ -12,6 +17,8 @@ import numpy as np
 from pipeline.core.errors import ConfigError, InputError
 
 NORMAL_MAD = 1.4826  # standard deviation / MAD for normal data
+MIN_GROUP = 5  # configurations a group needs to be scored on its own
+ALL = "all"  # the basis of a configuration scored against every one
 
 
 def robust_z(energies: np.ndarray, atoms: np.ndarray) -> np.ndarray:
@@ -32,3 +39,19 @@ def outliers(z: np.ndarray, threshold: float) -> np.ndarray:
     if not threshold > 0:
         raise ConfigError(f"energy_outlier.threshold: expected a number > 0, got {threshold}")
     return np.flatnonzero(np.abs(z) > threshold)
+
+
+def robust_z_by_group(energies: np.ndarray, atoms: np.ndarray, groups: list[str]) -> tuple[np.ndarray, list[str]]:
+    """z-scores (n,) each within its group (``groups``, n labels), and the basis of each
+    (its group, or :data:`ALL` where the group is too small for a robust spread)."""
+    e, n = np.asarray(energies, dtype=float), np.asarray(atoms, dtype=float)
+    z, basis = robust_z(e, n), [ALL] * len(e)
+    for name in sorted(set(groups)):
+        members = np.flatnonzero(np.array(groups) == name)
+        per_atom = e[members] / n[members]
+        if len(members) < MIN_GROUP or not np.median(np.abs(per_atom - np.median(per_atom))) > 0:
+            continue
+        z[members] = robust_z(e[members], n[members])
+        for i in members:
+            basis[i] = name
+    return z, basis

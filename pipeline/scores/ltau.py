@@ -13,7 +13,7 @@ PDFs averaged, and the score is the expected error of that averaged PDF, Σ_b p_
 with bin midpoints m_b geometric for log bins and arithmetic for linear ones (eV/Å).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,3 +145,18 @@ def read_index(path):
         return load_faiss("LTAU").read_index(str(path))
     except RuntimeError as err:
         raise InputError(f"{path}: cannot read the FAISS index (run ltau_fit first): {err}") from err
+
+
+def check_training_images(train_hashes: Sequence[str], dataset_hashes: Iterable[str], where: str) -> None:
+    """LTAU scores the dataset's atoms by the force errors of a model trained on
+    ``where``'s images; those images must be part of the dataset (else the errors are
+    another model's, e.g. the bundled example's): :class:`ConfigError` saying how to
+    turn LTAU off or point it at the user's own training run."""
+    have = set(dataset_hashes)
+    missing = [h for h in train_hashes if h not in have]
+    if missing:
+        raise ConfigError(
+            f"{where}: {len(missing)} of its {len(train_hashes)} images are not in the dataset (dataset.paths): its "
+            "error logs describe a model trained on other data, and LTAU would score your atoms with that model's "
+            "errors. Turn LTAU off (`atomsieve compose ltau=off`), or give the training images of your own model "
+            "(part of dataset.paths) and its error logs (README, 'LTAU from your own training run')")

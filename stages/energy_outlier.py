@@ -14,7 +14,7 @@ from pipeline.core.atomic import staged
 from pipeline.core.errors import InputError
 from pipeline.core.outputs import CONFIG_TYPE, ENERGY_OUTLIER_SCORE, IMAGE_HASH, SOURCE
 from pipeline.core.timing import Timers
-from pipeline.scores.energy_outlier import ALL, outliers, robust_z_by_group
+from pipeline.scores.energy_outlier import outliers, robust_z, robust_z_by_group
 from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
 from stages.schema import Config
 
@@ -26,19 +26,24 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     frames = [a for a in read_images(images, unique=True) if a.calc is not None and "energy" in a.calc.results]
     if not frames:
         raise InputError(f"{images}: no image has an energy label; energy_outlier needs them")
-    kinds = [str(a.info.get(CONFIG_TYPE, ALL)) for a in frames]
-    z, basis = robust_z_by_group(np.array([a.calc.results["energy"] for a in frames]),
-                                 np.array([len(a) for a in frames]), kinds)
+    energies, sizes = np.array([a.calc.results["energy"] for a in frames]), np.array([len(a) for a in frames])
+    if any(CONFIG_TYPE in a.info for a in frames):
+        z, basis = robust_z_by_group(energies, sizes, [str(a.info.get(CONFIG_TYPE, "(none)")) for a in frames])
+    else:
+        z, basis = robust_z(energies, sizes), ["all"] * len(frames)
     flagged = outliers(z, c.threshold)
-    scores = {a.info[IMAGE_HASH.key]: {ENERGY_OUTLIER_SCORE.key: float(v), SOURCE.key: a.info.get(SOURCE.key),
+    scores = {a.info[IMAGE_HASH.key]: {ENERGY_OUTLIER_SCORE.key: float(v) if np.isfinite(v) else None,
+                                       SOURCE.key: a.info.get(SOURCE.key),
                                        CONFIG_TYPE: a.info.get(CONFIG_TYPE), "scored_within": b}
               for a, v, b in zip(frames, z, basis)}
-    metrics = {"labelled": len(frames), "outliers": len(flagged), "threshold": c.threshold, "max_abs_z": float(np.abs(z).max())}
+    scored = np.isfinite(z)
+    metrics = {"labelled": len(frames), "outliers": len(flagged),
+               "max_abs_z": float(np.abs(z[scored]).max()) if scored.any() else None}
     with staged([out / name for name in OUTPUTS]) as (t_scores, t_metrics, t_summary):
         t_scores.write_bytes(json_bytes(scores))
         t_metrics.write_bytes(json_bytes(reproducible(metrics)))
-        done = write_summary(t_summary, "energy_outlier", as_dict(c), metrics, timers,
-                             {"outliers": [frames[i].info.get(SOURCE.key) for i in flagged]})
+        done = write_summary(t_summary, "energy_outlier", as_dict(c), {**metrics, "scored": int(scored.sum())},
+                             timers, {"outliers": [frames[i].info.get(SOURCE.key) for i in flagged]})
     return done
 
 

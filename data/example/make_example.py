@@ -33,7 +33,6 @@ from ase.build import bulk, diamond100
 from ase.calculators.kim import KIM
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 MODEL = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 A0 = 5.431  # Å, diamond Si
@@ -87,7 +86,9 @@ def md_snapshots(count: int, calc, seed: int, temperature: float = 1200.0) -> li
         return []
     atoms = _cell((2, 2, 2))
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    kt = units.kB * temperature  # Maxwell-Boltzmann momenta, p ~ N(0, m kT) per component
+    spread = np.sqrt(atoms.get_masses() * kt)[:, None]
+    atoms.set_momenta(np.random.default_rng(seed).normal(size=(len(atoms), 3)) * spread)
     dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02,
                    fixcm=False, rng=np.random.default_rng(seed + 1))
     dyn.run(100)

@@ -216,3 +216,57 @@ def note(path: Path, title: str, text: str) -> None:
     with _axes(path, title, (7, 2.5)) as ax:
         ax.axis("off")
         ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11)
+
+
+KIND_COLOURS = {"compute": "C1", "check label": "C3", "consider": "C2", "test set": "C9", "not needed": "0.65",
+                "no information": "0.3"}
+
+
+def recommendation(counts: dict[str, dict[str, int]], gains: np.ndarray, novelty: np.ndarray, kinds: list[str],
+                   types: list[str], labels: list[str], path: Path, title: str) -> None:
+    """Left: per configuration type, its candidates stacked by recommendation. Right:
+    every candidate's information about the target (nats) against how new its
+    environments are (largest dH, nats), coloured by recommendation, marked by type,
+    the ones to compute labelled with ``labels``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(counts)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, max(4.0, 0.45 * len(names) + 2)), dpi=120,
+                                      gridspec_kw={"width_ratios": [1, 1.2]})
+    try:
+        start = np.zeros(len(names))
+        for kind, colour in KIND_COLOURS.items():
+            values = np.array([counts[n].get(kind, 0) for n in names], dtype=float)
+            if values.any():
+                left.barh(names, values, left=start, color=colour, label=kind)
+                start += values
+        left.invert_yaxis()
+        left.set_xlabel("candidates")
+        left.set_title("By configuration type")
+        left.legend(fontsize=8, loc="lower right")
+        markers = dict(zip(sorted(set(types)), "osD^vP*Xhp<>"))
+        y = np.where(np.isfinite(novelty), novelty, np.nan)
+        for kind, colour in KIND_COLOURS.items():
+            for t, m in markers.items():
+                pick = [i for i, (k, tt) in enumerate(zip(kinds, types)) if k == kind and tt == t]
+                if pick:
+                    right.scatter(gains[pick], y[pick], c=colour, marker=m, s=60 if kind == "compute" else 25,
+                                  edgecolors="k" if kind == "compute" else "none", linewidths=0.8)
+        for i, kind in enumerate(kinds):
+            if kind == "compute" and np.isfinite(y[i]):
+                right.annotate(labels[i], (gains[i], y[i]), xytext=(5, 5), textcoords="offset points", fontsize=7)
+        for t, m in markers.items():
+            right.scatter([], [], marker=m, c="0.5", label=t)
+        right.set_xscale("symlog", linthresh=1e-3)
+        right.set_xlabel("information about the target at weight 1 (nats)")
+        right.set_ylabel("newest environment: largest dH (nats)")
+        right.set_title("Every candidate (compute: outlined)")
+        right.legend(fontsize=8, title="config_type", title_fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)

@@ -8,8 +8,9 @@ unit, a failed DFT run, a different reference energy.
 
 Configurations of different kinds sit at different energies by nature (a slab's
 surface atoms are less bound than bulk ones), so with groups (``config_type``) each
-configuration is scored against its own group; a group too small for a robust spread
-(fewer than MIN_GROUP, or more than half equal) is scored against all of them.
+configuration is scored against its own group; one of a group too small for a robust
+spread (fewer than MIN_GROUP, or more than half of equal energy) is not scored (NaN):
+against the others it would stand out by its nature, not by its label.
 """
 
 import numpy as np
@@ -18,7 +19,7 @@ from pipeline.core.errors import ConfigError, InputError
 
 NORMAL_MAD = 1.4826  # standard deviation / MAD for normal data
 MIN_GROUP = 5  # configurations a group needs to be scored on its own
-ALL = "all"  # the basis of a configuration scored against every one
+UNSCORED = "too few of its type"  # the basis of a configuration its group cannot score
 
 
 def robust_z(energies: np.ndarray, atoms: np.ndarray) -> np.ndarray:
@@ -35,17 +36,17 @@ def robust_z(energies: np.ndarray, atoms: np.ndarray) -> np.ndarray:
 
 
 def outliers(z: np.ndarray, threshold: float) -> np.ndarray:
-    """Indices of |z| > threshold, sorted."""
+    """Indices of |z| > threshold (NaN: not scored), sorted."""
     if not threshold > 0:
         raise ConfigError(f"energy_outlier.threshold: expected a number > 0, got {threshold}")
-    return np.flatnonzero(np.abs(z) > threshold)
+    return np.flatnonzero(np.nan_to_num(np.abs(z), nan=0.0) > threshold)
 
 
 def robust_z_by_group(energies: np.ndarray, atoms: np.ndarray, groups: list[str]) -> tuple[np.ndarray, list[str]]:
-    """z-scores (n,) each within its group (``groups``, n labels), and the basis of each
-    (its group, or :data:`ALL` where the group is too small for a robust spread)."""
+    """z-scores (n,) each within its group (``groups``, n labels), and the basis of each:
+    its group, or :data:`UNSCORED` (z NaN) where the group is too small for a robust spread."""
     e, n = np.asarray(energies, dtype=float), np.asarray(atoms, dtype=float)
-    z, basis = robust_z(e, n), [ALL] * len(e)
+    z, basis = np.full(len(e), np.nan), [UNSCORED] * len(e)
     for name in sorted(set(groups)):
         members = np.flatnonzero(np.array(groups) == name)
         per_atom = e[members] / n[members]

@@ -17,6 +17,8 @@
   named DVC experiments, run on N queue workers, then a report in
   outputs/sweeps/PREFIX/; ``atomsieve sweep --report PREFIX`` draws it again
   (:mod:`stages.sweep`).
+- ``atomsieve show [PREFIX] [--all]``: the experiments side by side, only what differs
+  between them, in blocks that fit 120 columns (:mod:`stages.show`).
 - ``atomsieve store info|gc|pack``: inspect and maintain the content-addressed store.
 """
 
@@ -170,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", metavar="NAME", help="only draw the report of the sweep NAME again")
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the experiments")
     p.add_argument("--conf", type=Path, default=Path("conf"))
+    p = sub.add_parser("show", help="experiments side by side: what differs between them, 120 columns wide")
+    p.add_argument("prefix", nargs="?", help="only experiments whose name starts with this (e.g. a sweep's name)")
+    p.add_argument("--all", action="store_true", help="every metric, not only those that differ")
+    p.add_argument("--width", type=int, default=120)
     p = sub.add_parser("store", help="inspect or maintain the content-addressed store")
     p.add_argument("action", choices=["info", "gc", "pack"])
     p.add_argument("--path", type=Path, help="store root (default: store.path of --params)")
@@ -190,6 +196,11 @@ def main(argv: list[str] | None = None) -> None:
             name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
             folder = sweep.sweep(args.overrides, name, args.jobs, args.conf, recorded.read(args.conf) or [], args.timeout)
             print(folder / "report.md")
+            return
+        if args.command == "show":
+            from stages.show import show
+
+            print(show(args.prefix, args.all, args.width), end="")
             return
         if args.command == "experiment":
             raise SystemExit(experiment(args.name, args.queue, args.conf))

@@ -80,6 +80,13 @@ METRIC_DIGITS = 10  # significant digits of metrics that reruns reproduce (BLAS 
 RESIDUAL_DIGITS = 2  # of residuals near zero (a solver's tolerance), e.g. min_eigenvalue_rel
 
 
+def headline(metrics: dict, keys: tuple[str, ...]) -> dict:
+    """The few ``metrics`` a user compares across experiments (each stage's HEADLINE, its
+    metrics.json, what `dvc exp show` and `atomsieve show` list), rounded as
+    :func:`reproducible`; the rest stay in the stage's summary.json."""
+    return reproducible({k: metrics[k] for k in keys})
+
+
 def reproducible(metrics: dict, residuals: tuple[str, ...] = ()) -> dict:
     """``metrics`` with floats rounded to the digits a rerun reproduces, so that a
     rerun leaves the tracked metrics.json unchanged."""

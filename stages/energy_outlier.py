@@ -15,7 +15,7 @@ from pipeline.core.errors import InputError
 from pipeline.core.outputs import CONFIG_TYPE, ENERGY_OUTLIER_SCORE, IMAGE_HASH, SOURCE
 from pipeline.core.timing import Timers
 from pipeline.scores.energy_outlier import outliers, robust_z, robust_z_by_group
-from stages.common import as_dict, json_bytes, read_images, reproducible, stage_main, write_summary
+from stages.common import as_dict, headline, json_bytes, read_images, stage_main, write_summary
 from stages.schema import Config
 
 OUTPUTS = ("scores.json", "metrics.json", "summary.json")
@@ -41,7 +41,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
                "max_abs_z": float(np.abs(z[scored]).max()) if scored.any() else None}
     with staged([out / name for name in OUTPUTS]) as (t_scores, t_metrics, t_summary):
         t_scores.write_bytes(json_bytes(scores))
-        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
+        t_metrics.write_bytes(json_bytes(headline(metrics, ("outliers", "max_abs_z"))))
         done = write_summary(t_summary, "energy_outlier", as_dict(c), {**metrics, "scored": int(scored.sum())},
                              timers, {"outliers": [frames[i].info.get(SOURCE.key) for i in flagged]})
     return done

@@ -17,6 +17,7 @@ from pipeline.atoms.dataset import expand_paths, read_checked
 from pipeline.atoms.hashing import image_hashes
 from pipeline.core.atomic import staged
 from pipeline.core.errors import ConfigError, InputError
+from pipeline.core.outputs import IMAGE_HASH
 from pipeline.core.timing import Timers
 from pipeline.scores import ltau
 from stages.common import as_dict, read_images, stage_main, write_summary
@@ -59,7 +60,7 @@ def check_in_dataset(cfg: Config, key: str, value: str, images: Path) -> None:
         return
     path, = expand_paths([value], cfg.dataset.root, key)
     train = image_hashes(read_checked(path, cfg.dataset.min_distance))
-    ltau.check_training_images(train, (a.info["image_hash"] for a in read_images(images)), f"{key}={path}")
+    ltau.check_training_images(train, (a.info[IMAGE_HASH.key] for a in read_images(images)), f"{key}={path}")
 
 
 def run(cfg: Config, out: Path, images: Path) -> dict:
@@ -67,8 +68,8 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     if not c.enabled:
         return disabled(cfg, out)
     key, value = training_source(c)
-    check_in_dataset(cfg, key, value, images)
     logs = expand_paths(c.error_logs, cfg.dataset.root, "ltau.error_logs")
+    check_in_dataset(cfg, key, value, images)
     with timers("descriptors"):
         train, computed = descriptors_of_file(cfg, value, key)
     errors = ltau.error_samples([load_log(p) for p in logs], len(train), [str(p) for p in logs])

@@ -27,10 +27,20 @@ from pipeline.core.outputs import (
 )
 from pipeline.core.timing import Timers
 from pipeline.scores.matching import candidate_fims, candidate_rows, match, selection
-from stages.common import as_dict, json_bytes, matching_options, read_images, read_json, reproducible, stage_main, write_summary
+from stages.common import (
+    as_dict,
+    headline,
+    json_bytes,
+    matching_options,
+    read_images,
+    read_json,
+    stage_main,
+    write_summary,
+)
 from stages.schema import Config
 
 log = logging.getLogger("atomsieve")
+HEADLINE = ("selected", "sum_weights", "dropped_weight_mass")  # metrics.json; the rest in summary.json
 OUTPUTS = ("weights.json", "selected.extxyz", "candidates.extxyz", "metrics.json", "weights.png", "weights.csv",
            "spectra.png", "summary.json")
 
@@ -66,7 +76,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
         t_w.write_bytes(json_bytes(weights))
         extxyz.write(t_xyz, chosen)
         extxyz.write(t_all, rows)
-        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
+        t_metrics.write_bytes(json_bytes(headline(metrics, HEADLINE)))
         plots.weights(labels, values, t_png, f"{len(chosen)} of {len(frames)} candidates selected\nsum of weights "
                       f"{values.sum():.4g}, |F_target| = {np.linalg.norm(f_target):.3g}", m.weight_upper_bound)
         t_csv.write_text("candidate,weight\n" + "".join(f"{lab},{float(v)!r}\n" for lab, v in zip(labels, values)))

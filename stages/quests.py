@@ -25,12 +25,13 @@ from pipeline.core.outputs import (
 )
 from pipeline.core.timing import Timers
 from pipeline.scores import entropy
-from stages.common import as_dict, json_bytes, load_descriptors, read_images, reproducible, stage_main, write_summary
+from stages.common import as_dict, headline, json_bytes, load_descriptors, read_images, stage_main, write_summary
 from stages.described import check_width, descriptors_of_file
 from stages.schema import Config
 
 log = logging.getLogger(__name__)
 NN_QUERIES = 1000  # environments whose nearest-neighbour distance is measured (bandwidth advice)
+HEADLINE = ("entropy", QUESTS_EFFICIENCY_SCORE.key, QUESTS_DIVERSITY_SCORE.key, "delta_entropy_max")  # the rest: summary
 OUTPUTS = ("metrics.json", "delta_entropy.extxyz", "delta_entropy.png", "delta_entropy.csv", "summary.json")
 
 
@@ -80,7 +81,7 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
                "nn_distance_p10": float(np.percentile(nn, 10)) if len(nn) else 0.0,
                "bandwidth_over_nn_median": q.bandwidth / float(np.median(nn)) if len(nn) and np.median(nn) > 0 else None}
     with staged([out / name for name in OUTPUTS]) as (t_metrics, t_xyz, t_png, t_csv, t_summary), timers("write"):
-        t_metrics.write_bytes(json_bytes(reproducible(metrics)))
+        t_metrics.write_bytes(json_bytes(headline(metrics, HEADLINE)))
         start = 0
         for atoms in frames:
             atoms.arrays[QUESTS_DELTA_ENTROPY_SCORE.key] = d_h[start:start + len(atoms)]

@@ -38,7 +38,7 @@ from pipeline.core.outputs import (
 )
 from pipeline.core.timing import Timers
 from pipeline.scores import recommendation as rec
-from stages.common import json_bytes, read_images, read_json, stage_main, write_summary
+from stages.common import headline, json_bytes, read_images, read_json, stage_main, write_summary
 from stages.recommend_report import sections
 from stages.schema import Config
 
@@ -113,7 +113,7 @@ def run(cfg: Config, out: Path, images: Path, fims: Path, zero: Path, target: Pa
                                            {"recommendation.png": t_png.read_bytes()}))
         t_types.write_text(report.csv_text(("config_type", *rec.ORDER),
                                            [{"config_type": k, **v} for k, v in counts.items()]))
-        t_metrics.write_bytes(json_bytes(metrics))
+        t_metrics.write_bytes(json_bytes(headline(metrics, ("compute", "check_label", "consider", "no_information"))))
         done = write_summary(t_summary, "recommend", {"energy_outlier_threshold": cfg.energy_outlier.threshold},
                              metrics, timers, {"by_type": counts})
     return done

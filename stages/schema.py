@@ -171,10 +171,10 @@ class TargetConfig:
 @dataclass(frozen=True)
 class MatchingConfig:
     candidates: str = "train"  # train | all: which images may be selected
-    precondition: str = "whiten"  # whiten | max_frobenius | frobenius | none (pipeline/scores/matching.py)
+    precondition: str = "balance"  # balance | max_frobenius | frobenius | none (pipeline/scores/matching.py)
     solver: str = "CLARABEL"  # CLARABEL | SCS | SDPA
     weight_tol: float = 1e-4  # a weight below this times the largest is noise, dropped
-    dual_tol: float = 1e-4  # a weight whose w >= 0 dual (reduced cost / cost) is not below this is noise, dropped
+    dual_tol: float = 1e-3  # a weight whose w >= 0 dual (reduced cost / cost) is not below this is noise, dropped
     weight_upper_bound: float | None = None
     max_violation: float = 1e-6  # share of the target's information the kept weights may miss in any direction
 

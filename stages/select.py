@@ -28,8 +28,8 @@ from pipeline.scores.matching import candidate_fims, candidate_rows, match
 from stages.common import (
     as_dict,
     json_bytes,
-    matching_options,
     load_descriptors,
+    matching_options,
     read_images,
     read_json,
     reproducible,

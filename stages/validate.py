@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths, read_frames
-from pipeline.atoms.hashing import image_hashes
 from pipeline.atoms.descriptors import DESCRIPTORS, check_settings
+from pipeline.atoms.hashing import image_hashes
 from pipeline.core.annealing import Schedule, check_schedule
 from pipeline.core.dask_backend import check as dask_check
 from pipeline.core.errors import ConfigError, check_choice

@@ -125,22 +125,24 @@ def matched(candidates, target, **options):
     return match(candidates, target, **{**opts, **options})
 
 
-def independent_selection(candidates, target, weight_tol, dual_tol, rcond=1e-12):
+def independent_selection(candidates, target, weight_tol, dual_tol):
     """The selection of an information-matching solve written here, apart from the
-    library: cvxpy's Clarabel on min Σ w s.t. Σ wᵢ S^T Fᵢ S ⪰ S^T T S, w ≥ 0 (S whitens
-    the target on the directions it needs), keeping a weight above ``weight_tol`` × the
-    largest whose w ≥ 0 dual is below ``dual_tol``: the sorted indices."""
+    library's: cvxpy's Clarabel on min Σ w s.t. Σ wᵢ Fᵢ ⪰ T, w ≥ 0, posed in the
+    coordinates where the candidates' total information is the identity (C^-½ Fᵢ C^-½,
+    C = Σ Fᵢ; the library balances target and candidates instead), keeping a weight
+    above ``weight_tol`` × the largest whose w ≥ 0 dual is below ``dual_tol``: the sorted
+    indices."""
     import cvxpy as cp
 
-    lam, vec = np.linalg.eigh(target)
-    need = lam > rcond * lam.max()
-    s = np.hstack([vec[:, need] / np.sqrt(lam[need]), vec[:, ~need] / np.sqrt(lam.max())])
-    white = np.array([s.T @ f @ s for f in candidates])
-    largest = np.abs(white).max()  # one factor on both sides: the weights are the problem's own
-    white, goal = (white + white.transpose(0, 2, 1)) / 2 / largest, s.T @ target @ s / largest
+    lam, vec = np.linalg.eigh(np.sum(candidates, axis=0))
+    s = vec / np.sqrt(np.maximum(lam, 1e-300))
+    own = np.array([s.T @ f @ s for f in candidates])
+    goal = s.T @ target @ s
+    scale = np.linalg.norm(goal)
     w = cp.Variable(len(candidates))
     positive = w >= 0
-    problem = cp.Problem(cp.Minimize(cp.sum(w)), [positive, sum(w[i] * white[i] for i in range(len(white))) >> goal])
+    total = sum(w[i] * (own[i] + own[i].T) / 2 for i in range(len(own)))
+    problem = cp.Problem(cp.Minimize(cp.sum(w)), [positive, total >> (goal + goal.T) / 2 / scale])
     problem.solve(solver=cp.CLARABEL)
     weights, duals = np.asarray(w.value), np.asarray(positive.dual_value)
     return tuple(int(i) for i in np.flatnonzero((weights > weight_tol * weights.max()) & (duals < dual_tol)))

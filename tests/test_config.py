@@ -41,17 +41,80 @@ def test_committed_params_equal_what_conf_composes_to(tmp_path):
         "params.yaml is stale: run `atomsieve compose` and commit it")
 
 
-def test_compose_command_applies_overrides(tmp_path):
-    out = tmp_path / "p.yaml"
+def project(tmp_path) -> Path:
+    """conf/, the example's data and a second dataset (three rattled cells), as a user has them."""
+    import ase.io
+    from ase.build import bulk
+
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data/a.extxyz").touch()
-    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")  # the ltau example the default names
-    subprocess.run(["atomsieve", "compose", "dataset.paths=[data/a.extxyz]", "runtime.workers=2", "--out", str(out)],
-                   check=True, cwd=tmp_path, env={"PATH": str(Path(__import__("sys").executable).parent) + ":/usr/bin:/bin"})
-    cfg = load_config(out)
-    assert cfg.dataset.paths == ["data/a.extxyz"] and cfg.runtime.workers == 2 and cfg.dataset.seed == 0
-    assert overrides.read(tmp_path / "conf") == ["dataset.paths=[data/a.extxyz]", "runtime.workers=2"]
+    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    cells = [bulk("Si", "diamond", a=5.43, cubic=True) for _ in range(3)]
+    for seed, atoms in enumerate(cells):
+        atoms.rattle(0.05, seed=seed)
+    (tmp_path / "data/mine").mkdir()
+    ase.io.write(tmp_path / "data/mine/a.extxyz", cells)
+    return tmp_path
+
+
+def atomsieve(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": str(Path(__import__("sys").executable).parent) + ":/usr/bin:/bin"}
+    return subprocess.run(["atomsieve", *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_compose_command_applies_overrides_and_out_is_a_preview(tmp_path):
+    root = project(tmp_path)
+    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]", "ltau=off", "runtime.workers=2",
+                     "--out", "p.yaml")
+    assert proc.returncode == 0, proc.stderr
+    cfg = load_config(root / "p.yaml")
+    assert cfg.dataset.paths == ["data/mine/a.extxyz"] and cfg.runtime.workers == 2 and cfg.dataset.seed == 0
+    assert overrides.read(root / "conf") == [] and "a preview: nothing recorded" in proc.stderr
+    assert (root / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()
+
+
+def test_compose_adds_to_what_is_recorded_and_says_what_changed(tmp_path):
+    """A then B keeps A (README's own-data recipe, then a selection preset); a key given
+    again replaces only itself; --show, --forget and --reset do what they say."""
+    root = project(tmp_path)
+    first = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]", "ltau=off", "dataset.seed=3")
+    assert first.returncode == 0, first.stderr
+    assert "+ dataset.paths=[data/mine/a.extxyz]    (new)" in first.stderr
+    assert "dataset.paths: ['data/example/si_candidates.extxyz'] -> ['data/mine/a.extxyz']" in first.stderr
+    second = atomsieve(root, "compose", "selection=information", "selection.budget=2", "dataset.seed=4")
+    assert second.returncode == 0, second.stderr
+    cfg = load_config(root / "params.yaml")
+    assert cfg.dataset.paths == ["data/mine/a.extxyz"] and not cfg.ltau.enabled  # A is kept
+    assert cfg.selection.enabled and cfg.selection.budget == 2 and cfg.dataset.seed == 4
+    assert "= dataset.paths=[data/mine/a.extxyz]    (kept)" in second.stderr
+    assert "~ dataset.seed=4    (was dataset.seed=3)" in second.stderr
+    assert "selection.budget: 10 -> 2" in second.stderr and "dataset.paths" not in second.stderr.split("params.yaml:")[1]
+    recorded = ["dataset.paths=[data/mine/a.extxyz]", "ltau=off", "selection=information", "selection.budget=2",
+                "dataset.seed=4"]
+    assert overrides.read(root / "conf") == recorded
+    assert atomsieve(root, "compose", "--show").stdout.split() == recorded
+    assert atomsieve(root, "compose", "--forget", "dataset.seed").returncode == 0
+    assert load_config(root / "params.yaml").dataset.seed == 0 and "dataset.seed=4" not in overrides.read(root / "conf")
+    missing = atomsieve(root, "compose", "--forget", "dataset.sed")
+    assert missing.returncode == 1 and "no recorded override of ['dataset.sed']" in missing.stderr
+    assert atomsieve(root, "compose", "--reset").returncode == 0
+    assert overrides.read(root / "conf") == [] and load_config(root / "params.yaml").dataset.paths == [
+        "data/example/si_candidates.extxyz"]
+
+
+def test_compose_refuses_the_examples_ltau_on_other_data_and_data_the_model_cannot_compute(tmp_path):
+    root = project(tmp_path)
+    before = (root / "params.yaml").read_text()
+    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]")
+    assert proc.returncode == 1 and "ltau.train_images=data/example/ltau_train.extxyz" in proc.stderr
+    assert "atomsieve compose ltau=off" in proc.stderr and overrides.read(root / "conf") == []
+    import ase.io
+    from ase.build import bulk
+
+    ase.io.write(root / "data/mine/ge.extxyz", bulk("Ge", "diamond", a=5.66, cubic=True))
+    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/ge.extxyz]", "ltau=off")
+    assert proc.returncode == 1 and "the data hold ['Ge'], which potential.species ['Si']" in proc.stderr
+    assert (root / "params.yaml").read_text() == before and overrides.read(root / "conf") == []
 
 
 @pytest.mark.parametrize("override,match", [

@@ -27,7 +27,9 @@ from pipeline.scores import learn as loop_module
 from pipeline.scores.matching import MatchingError
 from pipeline.scores.property_fim import property_fim
 from pipeline.scores.training_fim import candidates, masks, quantities
+from stages.common import matching_options
 from stages.models import targets_of
+from stages.schema import MatchingConfig
 
 SW = "SW_StillingerWeber_1985_Si__MO_405512056662_005"
 SNAP = "SNAP_ZuoChenLi_2019_Si__MO_869330304805_000"
@@ -137,7 +139,7 @@ POTENTIAL = PotentialSpec("kim", SW, ("Si",), None, "{}", 0.5)
 SPEC = parameters.parse({"A": [["default"]], "B": [["default"]], "lambda": [["default"]]})
 LOG = Transform("log", (), (), ())
 CENTRAL = Derivative("central", 1e-4, 1e-6, "{}", None)
-MATCHING = loop_module.Matching("max_frobenius", "CLARABEL", 1e-6, None, 1e-6)
+MATCHING = loop_module.Matching(**matching_options(MatchingConfig()))  # the schema's defaults
 
 
 def small_case():

@@ -32,8 +32,15 @@ def images_file(tmp_path, n=4, **info):
 
 
 def config(tmp_path, *overrides):
-    return load_config(ROOT / "params.yaml", [f"store.path={tmp_path / 'store'}", f"dataset.root={tmp_path}",
-                                              "runtime.executor=serial", *overrides])
+    """params.yaml with SW's A and B the parameters (what the direct computations here
+    take), unless ``overrides`` set them."""
+    from dataclasses import replace
+
+    cfg = load_config(ROOT / "params.yaml", [f"store.path={tmp_path / 'store'}", f"dataset.root={tmp_path}",
+                                             "runtime.executor=serial", *overrides])
+    if any("parameters_optimize" in o for o in overrides):
+        return cfg
+    return replace(cfg, potential=replace(cfg.potential, parameters_optimize={"A": [["default"]], "B": [["default"]]}))
 
 
 @pytest.fixture(autouse=True)

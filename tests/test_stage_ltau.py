@@ -26,7 +26,7 @@ def test_scores_equal_a_direct_computation(tmp_path):
     cfg = config(tmp_path)
     hash_stage.run(cfg, tmp_path / "hash")
     descriptors.run(cfg, tmp_path / "desc", tmp_path / "hash/images.extxyz")
-    ltau_fit.run(cfg, tmp_path / "fit")
+    ltau_fit.run(cfg, tmp_path / "fit", tmp_path / "hash/images.extxyz")
     ltau.run(cfg, tmp_path / "ltau", tmp_path / "fit", tmp_path / "desc/descriptors.npz", tmp_path / "hash/images.extxyz")
     train = np.concatenate([describe(a) for a in ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":")])
     errors = np.linalg.norm(np.load(ROOT / "data/example/ltau_errors.npy").astype(float), axis=2).T
@@ -43,18 +43,49 @@ def test_scores_equal_a_direct_computation(tmp_path):
 
 
 def test_bad_inputs(tmp_path):
+    atoms = sum(len(a) for a in ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":"))
     bad_log = tmp_path / "short.npy"
-    np.save(bad_log, np.ones((4, 605, 3)))
+    np.save(bad_log, np.ones((4, atoms - 1, 3)))
     params = tmp_path / "p.yaml"
     OmegaConf.save(OmegaConf.structured(config(tmp_path, f"ltau.error_logs=[{bad_log}]")), params)
+    hash_stage.run(config(tmp_path), tmp_path / "hash")
     run = lambda: subprocess.run([sys.executable, "-m", "stages.ltau_fit", "--params", str(params),  # noqa: E731
-                                  "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path)
+                                  "--images", str(tmp_path / "hash/images.extxyz"), "--out", str(tmp_path / "o")],
+                                 capture_output=True, text=True, cwd=tmp_path)
     proc = run()  # the log outside dataset.root: DVC would not see it change
     assert proc.returncode == 1 and f"ltau.error_logs: {bad_log} is outside dataset.root=" in proc.stderr
     OmegaConf.save(OmegaConf.structured(config(tmp_path, f"ltau.error_logs=[{bad_log}]", "dataset.root=/")), params)
     proc = run()
     last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 1 and "short.npy: error log has 605 atoms; the training descriptors have 606" in last
+    assert proc.returncode == 1 and f"short.npy: error log has {atoms - 1} atoms; the training descriptors have {atoms}" in last
     assert not (tmp_path / "o").exists()
     with pytest.raises(Exception, match="cannot read the FAISS index"):
         lib.read_index(tmp_path / "absent.faiss")
+
+
+def test_training_images_outside_the_dataset_are_refused_and_off_says_so(tmp_path):
+    """The example's error logs scored against someone else's data are refused, naming
+    the fix; with ltau=off every output says LTAU was not run."""
+    import json
+
+    from ase.build import bulk
+
+    from pipeline.core.errors import ConfigError
+
+    other = tmp_path / "mine.extxyz"
+    cells = [bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 1, 1)) for _ in range(3)]
+    for seed, atoms in enumerate(cells):
+        atoms.rattle(0.05, seed=seed)
+    ase.io.write(other, cells)
+    cfg = config(tmp_path, f"dataset.paths=[{other}]", "dataset.root=/")
+    hash_stage.run(cfg, tmp_path / "hash")
+    train = len(ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":"))
+    with pytest.raises(ConfigError, match=rf"{train} of its {train} images are not in the dataset.*compose ltau=off"):
+        ltau_fit.run(cfg, tmp_path / "fit", tmp_path / "hash/images.extxyz")
+    assert not (tmp_path / "fit").exists()
+    off = config(tmp_path, f"dataset.paths=[{other}]", "dataset.root=/", "ltau.enabled=false")
+    assert ltau_fit.run(off, tmp_path / "fit", tmp_path / "hash/images.extxyz")["counts"] == {"enabled": False}
+    done = ltau.run(off, tmp_path / "ltau", tmp_path / "fit", tmp_path / "absent.npz", tmp_path / "hash/images.extxyz")
+    assert done["counts"] == {"enabled": False}
+    assert json.loads((tmp_path / "ltau/metrics.json").read_text()) == {"enabled": False}
+    assert (tmp_path / "ltau/uncertainty.extxyz").read_bytes() == b""

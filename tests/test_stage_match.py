@@ -5,10 +5,11 @@ import json
 import ase.io
 import numpy as np
 import pytest
-from conftest import ROOT, example_front, kim_model_or_skip, params_file, stage_cli
+from conftest import ROOT, example_front, independent_selection, kim_model_or_skip, params_file, stage_cli
 from test_fim import SW
 
 from pipeline.core.errors import InputError
+from pipeline.scores.matching import MatchingError
 from stages import match
 from stages.common import load_config
 
@@ -33,28 +34,40 @@ def test_fim_property_output(example):
 
 
 def test_match_output_and_solvers_agree(example):
+    """Clarabel and SDPA select the same candidates with the same weights, the selection
+    of an independent solve (conftest.independent_selection); SCS, where it cannot reach
+    an optimal status, is refused naming it, never passed on."""
     cfg, tmp = example
-    results = {}
-    for solver in ("CLARABEL", "SCS", "SDPA"):
+    results, fims, target = {}, tmp / "fim_train/fims.extxyz", tmp / "fim_property/fim_property.json"
+    for solver in ("CLARABEL", "SDPA", "SCS"):
         out = tmp / f"match_{solver}"
         solver_cfg = load_config(ROOT / "params.yaml", [f"matching.solver={solver}"])
-        summary = match.run(solver_cfg, out, tmp / "fim_train/fims.extxyz", tmp / "fim_property/fim_property.json")
+        try:
+            summary = match.run(solver_cfg, out, fims, target)
+        except MatchingError as err:
+            assert solver == "SCS" and "status 'optimal_inaccurate'" in str(err) and not out.exists()
+            continue
         results[solver] = json.loads((out / "weights.json").read_text())
         assert summary["counts"]["status"] == "optimal"
         assert summary["counts"]["min_eigenvalue_rel"] >= -1e-6
     ref = results["CLARABEL"]
-    for solver in ("SCS", "SDPA"):
+    for solver in set(results) - {"CLARABEL"}:
         assert results[solver].keys() == ref.keys()
-        for c, w in ref.items():
-            assert results[solver][c]["weight"] == pytest.approx(w["weight"], rel=1e-5)
+        for c, w in ref.items():  # SDPA stops at its default gap; its kept weights are rescaled up to 0.3 %
+            assert results[solver][c]["weight"] == pytest.approx(w["weight"], rel=1e-2)
+    rows = [a for a in ase.io.read(fims, ":") if a.info["split"] == "train"]
+    goal = json.loads(target.read_text())
+    independent = independent_selection(np.stack([a.info["fim_training_set_score"] for a in rows]),
+                                        np.array(goal["fim_property_score"]), 1e-4, 1e-3)
+    assert sorted(ref) == sorted(rows[i].info["candidate"] for i in independent)
     selected = ase.io.read(tmp / "match_CLARABEL/selected.extxyz", ":")
     assert {a.info["candidate"]: a.info["fim_matching_weight_score"] for a in selected} == pytest.approx(
         {c: w["weight"] for c, w in ref.items()})
     for c, w in ref.items():
-        assert c == f"{w['image_hash']}:{w['quantity']}" and w["quantity"] == "forces" and w["mask"] is None
+        assert c == f"{w['image_hash']}:{w['quantity']}" and w["mask"] is None
     assert all(a.info["split"] == "train" for a in selected)
     metrics = json.loads((tmp / "match_CLARABEL/metrics.json").read_text())
-    assert metrics["candidates"] == 32 and metrics["selected"] == len(ref)
+    assert metrics["selected"] == len(ref) >= 3  # the example's answer is several configurations
     assert metrics["sum_weights"] == pytest.approx(sum(w["weight"] for w in ref.values()))
 
 
@@ -79,7 +92,7 @@ def test_match_bad_inputs(example, tmp_path):
     zero = tmp_path / "zero.extxyz"
     frames = ase.io.read(fims, ":")
     for a in frames:
-        a.info["fim_training_set_score"] = np.zeros((2, 2))
+        a.info["fim_training_set_score"] = np.zeros((4, 4))
     ase.io.write(zero, frames)
     for args, message in [
         (["--fims", fims, "--target", str(wrong)], "expected fim_training_set_score of the target's shape (3, 3)"),
@@ -97,7 +110,7 @@ def test_every_candidate_carries_its_weight(example):
     match.run(cfg, tmp / "match_all", tmp / "fim_train/fims.extxyz", tmp / "fim_property/fim_property.json")
     weights = json.loads((tmp / "match_all/weights.json").read_text())
     rows = ase.io.read(tmp / "match_all/candidates.extxyz", ":")
-    assert len(rows) == 40  # train and test: the key is on every candidate, 0 where not selected
+    assert len(rows) == len(ase.io.read(tmp / "fim_train/fims.extxyz", ":"))  # train and test: every candidate
     for atoms in rows:
         expected = weights[atoms.info["candidate"]]["weight"] if atoms.info["candidate"] in weights else 0.0
         assert atoms.info["fim_matching_weight_score"] == pytest.approx(expected, rel=1e-12)
@@ -108,6 +121,7 @@ def test_match_refuses_fims_over_other_parameters(example, tmp_path):
     target = json.loads((tmp / "fim_property/fim_property.json").read_text())
     target["labels"] = {"0": {"parameter": "A", "extent": 0}, "1": {"parameter": "lambda", "extent": 0}}
     (tmp_path / "t.json").write_text(json.dumps(target))
-    with pytest.raises(InputError, match=r"over the parameters A:0,B:0 but the target's over A:0,lambda:0"):
+    with pytest.raises(InputError, match=r"over the parameters A:0,B:0,sigma:0,lambda:0 but the target's over "
+                                         r"A:0,lambda:0"):
         match.run(cfg, tmp_path / "o", tmp / "fim_train/fims.extxyz", tmp_path / "t.json")
     assert not (tmp_path / "o").exists()

@@ -3,29 +3,28 @@
 Minimise Σ wᵢ subject to Σ wᵢ Fᵢ − F_target ⪰ 0 and w ≥ 0 (optionally w ≤ an upper
 bound), with information-matching's ConvexOpt through cvxpy.
 
-Preconditioning. ``whiten`` (the default) solves the same problem in the coordinates
-where the target is the identity on the directions it needs (S = U Λ^-½ from the
-target's eigenvectors with eigenvalues above ``RCOND`` times the largest; the rest,
-which the target does not need, scaled alike): a congruence, so the optimum is the one
-of the plain problem, but every direction the target needs is resolved to the
-solver's tolerance, however many decades its eigenvalues span (a target whose
-eigenvalues span 10 decades is otherwise matched only in its stiff directions).
-``max_frobenius`` scales all FIMs by one factor (the same optimum, unresolved sloppy
-directions); ``frobenius`` scales each candidate by its own norm and changes the
-problem. The weights are returned unscaled.
+Preconditioning. ``balance`` (the default) solves the same problem in coordinates
+where the target and the candidates' total information meet halfway
+(:mod:`pipeline.scores.matching_geometry`): a congruence, so the optimum is the plain
+problem's, but a target whose eigenvalues span ten decades is resolved in every
+direction it needs, not only in its stiff ones. ``max_frobenius`` scales all FIMs by
+one factor (the same optimum, solved as it is); ``frobenius`` scales each candidate
+by its own norm and changes the problem. The weights are returned unscaled.
 
 Noise is never a selection. A weight is kept only if it is above ``weight_tol`` times
 the largest **and** the dual of its w ≥ 0 constraint (its reduced cost, relative to
 its cost in the objective: 0 for a candidate the optimum uses, up to 1 for one it
 does not) is below ``dual_tol``, as Orchestrator's ``zero_tol``/``zero_tol_dual``.
-The kept weights alone are then verified: the smallest eigenvalue of
-S^T (Σ wᵢ Fᵢ − F_target) S, in which the target is 1 in every direction it needs, so
-``-min_eigenvalue`` is the share of the target's information the selection misses in
-its worst direction. Beyond ``max_violation``, the kept weights are scaled up by the
+The kept weights alone are then verified (:func:`matching_geometry.shortfall`): what
+they hold about every direction the target needs, the directions it does not need
+marginalised, over what it needs, minus 1; ``-min_eigenvalue`` is the share of the
+target's information the selection misses in its worst direction. Beyond
+``max_violation``, the kept weights are scaled up by the
 smallest factor that restores it (``rescaled_by``, reported); if none can, it is an
 error, as is any solver status but ``optimal``: an inaccurate answer is never passed
 on as a selection. ``dropped_weight_mass`` is the share of the solver's total weight
-that was dropped as noise.
+that was dropped as noise. ``optimality_gap`` bounds how far the final Σ w is above
+the optimum, from the solver's dual (a certificate, computed here).
 """
 
 import time
@@ -45,13 +44,12 @@ from pipeline.core.outputs import (
 )
 from pipeline.models.parameters import label_text
 from pipeline.models.transforms import import_information_matching
+from pipeline.scores import matching_geometry as geometry
 
 SOLVERS = ("CLARABEL", "SCS", "SDPA")
 # SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give
 SOLVER_OPTIONS = {"CLARABEL": {}, "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 500_000}, "SDPA": {}}
-PRECONDITIONS = ("whiten", "max_frobenius", "frobenius", "none")
-RCOND = 1e-12  # target eigenvalues below this times the largest: directions the target does not need
-MAX_RESCALE = 1e6  # kept weights that need a larger factor than this cannot cover the target
+PRECONDITIONS = ("balance", "max_frobenius", "frobenius", "none")
 COLUMNS_FROM = 20_000  # more (preconditioned) candidates than this: column generation (matching_columns.py)
 
 
@@ -73,6 +71,7 @@ class Match:
     rescaled_by: float  # the factor the kept weights were scaled by to satisfy the constraint (1: none)
     target_rank: int  # directions of parameter space the target needs information in
     target_condition: float  # largest over smallest eigenvalue of the target on those directions
+    optimality_gap: float | None  # 1 − the dual's lower bound over Σ w: how far from the optimum at most
 
 
 CANDIDATES = ("train", "all")  # matching.candidates: which rows may be selected
@@ -142,7 +141,7 @@ def check_options(weight_tol: float, max_violation: float, weight_upper_bound: f
 
 
 def _hint(solver: str) -> str:
-    return (f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}), matching.precondition=whiten, "
+    return (f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}), matching.precondition=balance, "
             "potential.transform.type=log to put parameters of different sizes on one scale, or a "
             "matching.weight_upper_bound")
 
@@ -152,77 +151,24 @@ def _scaled_confs(configs: dict) -> np.ndarray:
     return np.array([v.get("fim_scale", 1.0) if isinstance(v, dict) else 1.0 for v in configs.values()])
 
 
-@dataclass(frozen=True)
-class Whitening:
-    """The congruence S (P, P) in which the target is the identity on the ``rank``
-    directions it needs (its eigenvalues above RCOND × the largest) and 0 on the rest,
-    which are scaled as the stiffest needed one."""
-
-    s: np.ndarray
-    rank: int
-    condition: float  # largest over smallest needed eigenvalue
-
-
-def whitening(target: np.ndarray) -> Whitening:
-    sym = (target + target.T) / 2
-    lam, vec = np.linalg.eigh(sym)
-    need = lam > RCOND * lam.max()
-    s = np.hstack([vec[:, need] / np.sqrt(lam[need]), vec[:, ~need] / np.sqrt(lam.max())])
-    return Whitening(s, int(need.sum()), float(lam[need].max() / lam[need].min()))
-
-
-def congruent(fims: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """S^T F S of every FIM of ``fims`` (..., P, P), symmetrised."""
-    out = np.einsum("ji,...jk,kl->...il", s, fims, s)
-    return (out + np.swapaxes(out, -1, -2)) / 2
-
-
-def smallest_eigenvalue(weights: np.ndarray, white: np.ndarray, white_target: np.ndarray) -> float:
-    """λ_min(Σ wᵢ Gᵢ − G_target) of whitened FIMs."""
-    return float(np.linalg.eigvalsh(np.einsum("i,ijk->jk", weights, white) - white_target).min())
-
-
-def rescale_factor(weights: np.ndarray, white: np.ndarray, white_target: np.ndarray, max_violation: float) -> float:
-    """The smallest s ≥ 1 with λ_min(s Σ wᵢ Gᵢ − G_target) ≥ −max_violation (bisection: the
-    eigenvalue grows with s since Σ wᵢ Gᵢ ⪰ 0), or inf if no s up to MAX_RESCALE gives it."""
-    def ok(s):
-        return smallest_eigenvalue(s * weights, white, white_target) >= -max_violation
-
-    if ok(1.0):
-        return 1.0
-    if not ok(MAX_RESCALE):
-        return float("inf")
-    lo, hi = 1.0, MAX_RESCALE
-    while hi / lo > 1 + 1e-12:
-        mid = np.sqrt(lo * hi) if hi / lo > 2 else (lo + hi) / 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
-
-
-def weight_scale(white: np.ndarray, white_target: np.ndarray) -> float:
-    """An estimate of the optimal sum of weights of whitened FIMs: each direction the
-    target needs (a unit diagonal entry) covered alone by the candidate richest in it.
-    Dividing the target by it makes the solver's weights about 1."""
-    needed = np.diag(white_target) > 0.5
-    best = np.diagonal(white, axis1=1, axis2=2)[:, needed].max(axis=0)
-    return float(np.sum(1 / best[best > 0])) if (best > 0).any() else 1.0
-
-
-def _solve(candidates, target, precondition, solver, weight_upper_bound):
-    """``(problem, scaled weights, duals, weight unscaling)`` of ConvexOpt on the
-    preconditioned FIMs; scaled weights None when the solver gave none."""
-    import cvxpy as cp
-    from information_matching.convex_optimization import ConvexOpt
+def _configs(candidates: np.ndarray, target: np.ndarray, precondition: str):
+    """``(target_in, configs)`` as ConvexOpt takes them, preconditioned."""
     from information_matching.precondition import preconditioner
 
     configs = {i: f for i, f in enumerate(candidates)}
-    target_in = target
-    if precondition == "whiten":  # candidates of norm at most 1, the target so that the weights are about 1
-        scale = 1 / np.linalg.norm(candidates, axis=(1, 2)).max()
-        target_in = {"fim": target, "fim_scale": 1 / weight_scale(scale * candidates, target)}
-        configs = {i: {"fim": f, "fim_scale": scale} for i, f in configs.items()}
-    elif precondition != "none":
-        target_in, configs = preconditioner(target, precondition), preconditioner(configs, precondition)
+    if precondition == "none":
+        return target, configs
+    how = "max_frobenius" if precondition == "balance" else precondition  # balanced, then of norms about 1
+    return preconditioner(target, how), preconditioner(configs, how)
+
+
+def _solve(candidates, target, precondition, solver, weight_upper_bound):
+    """``(problem, scaled weights, duals, weight unscaling, lower bound on Σ cᵢ w̃ᵢ)`` of
+    ConvexOpt on the preconditioned FIMs; scaled weights None when the solver gave none."""
+    import cvxpy as cp
+    from information_matching.convex_optimization import ConvexOpt
+
+    target_in, configs = _configs(candidates, target, precondition)
     kwargs = {"solver": getattr(cp, solver), **SOLVER_OPTIONS[solver]}
     columns = len(configs) > COLUMNS_FROM and precondition != "none"  # unscaled problems are solved whole
     duals = None
@@ -230,18 +176,24 @@ def _solve(candidates, target, precondition, solver, weight_upper_bound):
         from pipeline.scores.matching_columns import solve as by_columns
 
         opt, scaled, duals = by_columns(ConvexOpt, target_in, configs, weight_upper_bound, kwargs)
-        scale_conf = _scaled_confs(configs)
     else:
         opt, scaled = ConvexOpt(target_in, configs, weight_upper_bound=weight_upper_bound), None
         try:
             opt.solve(**kwargs)
         except AttributeError:  # ConvexOpt.solve reads the weights a failed solve left as None
             pass
-        scale_conf = opt.scale_conf
         if opt.result is not None and opt.result["wm"] is not None:
             scaled = np.asarray(opt.result["wm"], dtype=float).ravel()
             duals = np.asarray(opt.result["dual_wm"], dtype=float).ravel()
-    return opt, scaled, duals, scale_conf / opt.scale_qoi
+    scale_conf = _scaled_confs(configs)
+    bound = 0.0
+    z = opt.constraints[1].dual_value if scaled is not None else None
+    if z is not None and weight_upper_bound is None:
+        t_scale = target_in.get("fim_scale", 1.0) if isinstance(target_in, dict) else 1.0
+        costs = np.array([v.get("weight_scale", 1.0) if isinstance(v, dict) else 1.0 for v in configs.values()])
+        bound = geometry.lower_bound(np.asarray(z, dtype=float), candidates * scale_conf[:, None, None],
+                                     target * t_scale, costs)
+    return opt, scaled, duals, scale_conf / opt.scale_qoi, bound
 
 
 def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver: str, weight_tol: float,
@@ -264,13 +216,17 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
         raise MatchingError("infeasible: every candidate FIM is zero, so no weights can match the target")
     if precondition == "frobenius" and not norms.all():
         raise MatchingError(f"matching.precondition=frobenius: candidate FIMs {np.flatnonzero(norms == 0).tolist()} "
-                            "are zero and cannot be scaled by their norm; use whiten or max_frobenius")
-    white = whitening(target)
-    w_cands, w_target = congruent(candidates, white.s), congruent(target, white.s)
-    solve_c, solve_t = (w_cands, w_target) if precondition == "whiten" else (candidates, target)
+                            "are zero and cannot be scaled by their norm; use balance or max_frobenius")
+    white = geometry.whitening(target)
+    w_cands = geometry.congruent(candidates, white.s)
+    if precondition == "balance":
+        s_solve = geometry.balancing(candidates, target)
+        solve_c, solve_t = geometry.congruent(candidates, s_solve), geometry.congruent(target, s_solve)
+    else:
+        solve_c, solve_t = candidates, target
     start = time.perf_counter()
     try:
-        opt, scaled, duals, unscale = _solve(solve_c, solve_t, precondition, solver, weight_upper_bound)
+        opt, scaled, duals, unscale, bound = _solve(solve_c, solve_t, precondition, solver, weight_upper_bound)
     except (cp.error.SolverError, ValueError, ZeroDivisionError) as err:
         raise MatchingError(
             f"matching.solver={solver}: {type(err).__name__}: {err} Badly scaled FIMs are the usual cause: "
@@ -294,16 +250,27 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
             f"candidates it uses from those it does not, so its answer is not accurate enough; {_hint(solver)}")
     weights = np.where(keep, solved, 0.0)
     dropped = tuple(int(i) for i in np.flatnonzero((solved > 0) & ~keep))
-    factor = rescale_factor(weights, w_cands, w_target, max_violation)
+    factor = geometry.rescale_factor(weights, w_cands, white.rank, max_violation)
     if not np.isfinite(factor):
-        worst = smallest_eigenvalue(weights, w_cands, w_target)
+        worst = geometry.shortfall(weights, w_cands, white.rank)
         raise MatchingError(
             f"matching.solver={solver}: status {status!r}, but the kept weights violate the constraint by "
             f"{-worst:.3g} of the target's information in its worst direction, and no rescaling up to "
-            f"{MAX_RESCALE:g} restores it (matching.max_violation={max_violation:g}; weight_tol={weight_tol:g} and "
+            f"{geometry.MAX_RESCALE:g} restores it (matching.max_violation={max_violation:g}; weight_tol={weight_tol:g} and "
             f"dual_tol={dual_tol:g} dropped {len(dropped)} weights): this is not a trustworthy selection: "
             f"{_hint(solver)}")
     weights = weights * factor
     selected = tuple(int(i) for i in np.flatnonzero(weights))
-    return Match(weights, selected, status, solver, smallest_eigenvalue(weights, w_cands, w_target), seconds, duals,
-                 dropped, float(solved[list(dropped)].sum() / solved.sum()), factor, white.rank, white.condition)
+    gap = optimality_gap(weights, unscale, bound, precondition)
+    return Match(weights, selected, status, solver, geometry.shortfall(weights, w_cands, white.rank), seconds, duals,
+                 dropped, float(solved[list(dropped)].sum() / solved.sum()), factor, white.rank, white.condition, gap)
+
+
+def optimality_gap(weights: np.ndarray, unscale: np.ndarray, bound: float, precondition: str) -> float | None:
+    """1 − (the dual's lower bound) / (the objective of the final weights), in the solved
+    problem's scaling (``w̃ = w / unscale``); None where no bound applies (a weight bound,
+    or a solver without duals)."""
+    if bound <= 0:
+        return None
+    value = float(np.sum(weights / unscale))
+    return max(0.0, 1.0 - bound / value)

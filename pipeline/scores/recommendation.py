@@ -6,7 +6,7 @@ ranks, per-atom delta entropies and LTAU uncertainties, energy z-scores, the
 zero-information causes). What is derived, and how:
 
 - ``information_gain``, nats: ½ ln det(I + Sᵀ F S) over the directions the target
-  needs (S whitens the target there, :func:`pipeline.scores.matching.whitening`):
+  needs (S whitens the target there, :func:`pipeline.scores.matching_geometry.whitening`):
   what the candidate's data at weight 1 tells about the target properties, in units of
   what they need. ½ r ln 2 for a candidate that holds exactly the target's information.
 - ``target_share``: a selected candidate's part of the selection's information about
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.scores.matching import congruent, whitening
+from pipeline.scores.matching_geometry import congruent, whitening
 
 COMPUTE, CHECK, CONSIDER, TEST, NOT_NEEDED, NO_INFORMATION = (
     "compute", "check label", "consider", "test set", "not needed", "no information")

@@ -63,7 +63,8 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
                "dropped": len(result.dropped), "dropped_weight_mass": result.dropped_weight_mass}
     checks = {"not_candidates": len(rows) - len(frames), "min_eigenvalue_rel": result.min_eigenvalue,
               "rescaled_by": result.rescaled_by, "target_rank": result.target_rank,
-              "target_condition": result.target_condition, "solver": result.solver, "status": result.status}
+              "target_condition": result.target_condition, "optimality_gap": result.optimality_gap,
+              "solver": result.solver, "status": result.status}
     weight_of = {a.info[CANDIDATE.key]: float(w) for a, w in zip(frames, result.weights)}
     dual_of = {a.info[CANDIDATE.key]: float(d) for a, d in zip(frames, result.duals)}
     for atoms in rows:  # every candidate, as Orchestrator does: 0 where not selected or not a candidate
@@ -97,6 +98,9 @@ def explain(result, frames, parameters: int, m) -> None:
     log.info("selected %d of %d candidates: with their weights they hold the target's information in every direction "
              "it needs%s", len(result.selected), len(frames),
              f", short by at most {short:.1e} of it (matching.max_violation={m.max_violation:g})" if short else "")
+    if result.optimality_gap is not None:
+        log.info("the sum of weights is within %.1e of the optimum (a lower bound from the solver's dual)",
+                 result.optimality_gap)
     if result.dropped:
         log.info("dropped %d weights as solver noise (below matching.weight_tol=%g of the largest, or a reduced cost "
                  "above matching.dual_tol=%g): %.2g of the solver's total weight", len(result.dropped), m.weight_tol,

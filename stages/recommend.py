@@ -38,7 +38,14 @@ from pipeline.core.outputs import (
 )
 from pipeline.core.timing import Timers
 from pipeline.scores import recommendation as rec
-from stages.common import headline, json_bytes, read_images, read_json, stage_main, write_summary
+from stages.common import (
+    headline,
+    json_bytes,
+    read_images,
+    read_json,
+    stage_main,
+    write_summary,
+)
 from stages.recommend_report import sections
 from stages.schema import Config
 

@@ -58,3 +58,21 @@ def not_run(cfg: Config) -> tuple[str, ...]:
         notes.append("LTAU was not run (ltau_max blank): it needs your model's training error logs (README, "
                      "'LTAU from your own training run').")
     return tuple(notes)
+
+
+README_COLUMNS = ("rank", "configuration", "config_type", "quantity", "weight", "needed_by", "reason")
+
+
+def readme_table(csv_text: str) -> str:
+    """README's opening table: the configurations to compute, from recommendation.csv
+    (tests/test_recommend.py keeps README equal to the committed run's)."""
+    import csv
+    import io
+
+    from pipeline.core.report import markdown_table
+
+    rows = [r for r in csv.DictReader(io.StringIO(csv_text)) if r["recommendation"] == rec.COMPUTE]
+    records = [{"rank": r["rank"], "configuration": f"`{Path(r['source']).name}`", "config_type": r["config_type"],
+                "quantity": r["quantity"], "weight": f"{float(r['weight']):.3g}", "needed_by": r["needed_by"],
+                "reason": r["reason"]} for r in rows]
+    return "\n".join(markdown_table(README_COLUMNS, records))

@@ -275,7 +275,9 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class EnergyOutlierConfig:
-    threshold: float = 3.5  # |robust z| above which an image counts as an outlier
+    # |robust z| above which an image counts as an outlier: label errors (units, a failed run, another energy zero)
+    # sit tens to thousands of robust sigma away, a type's natural spread (rattle amplitude, temperature) up to ~4.5
+    threshold: float = 5.0
 
 
 @dataclass(frozen=True)

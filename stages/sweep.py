@@ -6,9 +6,13 @@ answers the sweep's question.
 checks every combination first (a bad key or value queues nothing), queues each as
 the DVC experiment ``<name>-<i>``, runs the queue on ``jobs`` workers (``dvc queue
 start``, then waits for these experiments), and writes the report. ``report(name)``
-draws it again from ``dvc exp show --json``: ``outputs/sweeps/<name>/report.md`` (the
-swept keys and every metric of every experiment), one PNG per metric against each
-swept key, and ``results.csv`` (every row of the table, for ``dvc plots show``).
+draws it again from ``dvc exp show --json``: ``outputs/sweeps/<name>/report.md`` (what
+changed first: the metrics whose shown value, 4 significant digits, differs between
+the experiments, and which configurations each experiment recommends computing, with
+their overlap; then every metric), one PNG per changed metric against each swept key,
+and ``results.csv`` (every row of the table, for ``dvc plots show``). An experiment's
+recommendation is read from its commit (``outputs/recommend/recommendation.csv`` is
+kept in git).
 """
 
 import csv
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from pipeline.core.atomic import staged
 from pipeline.core.errors import ConfigError, InputError
+from pipeline.core.report import cell, markdown_table
 
 log = logging.getLogger(__name__)
 OUT = Path("outputs/sweeps")
@@ -166,20 +171,45 @@ def table(name: str, keys: list[str], data: dict[str, dict]) -> tuple[list[str],
     return ["experiment", *keys, *metrics], rows
 
 
+RECOMMENDATION = "outputs/recommend/recommendation.csv"
+
+
+def selections(name: str, data: dict[str, dict]) -> dict[str, list[str] | None]:
+    """``{experiment: [source quantity, ...]}`` of the configurations each experiment of
+    the sweep recommends computing, read from its commit (None where it has none)."""
+    out = {}
+    for exp in sorted((e for e in data if e.startswith(f"{name}-")), key=lambda e: int(e.rsplit("-", 1)[1])):
+        rev = data[exp].get("rev")
+        proc = subprocess.run(["git", "show", f"{rev}:{RECOMMENDATION}"], capture_output=True, text=True)
+        if not rev or proc.returncode:
+            out[exp] = None
+            continue
+        rows = csv.DictReader(io.StringIO(proc.stdout))
+        out[exp] = [f"{r['source']} {r['quantity']}" for r in rows if r.get("recommendation") == "compute"]
+    return out
+
+
+def changed(metrics: list[str], rows: list[dict]) -> list[str]:
+    """The metrics whose shown value (4 significant digits) differs between the rows."""
+    return [c for c in metrics if len({cell(r.get(c)) for r in rows}) > 1]
+
+
 def report(name: str, keys: list[str] | None = None) -> Path:
     """Write outputs/sweeps/<name>/ from ``dvc exp show --json``; the folder."""
     from pipeline.core import plots
 
     folder = OUT / name
     keys = keys if keys is not None else _recorded_keys(folder)
-    columns, rows = table(name, keys, experiments_by_name())
+    data = experiments_by_name()
+    columns, rows = table(name, keys, data)
     metrics = columns[1 + len(keys):]
-    numeric = [c for c in metrics
+    numeric = [c for c in changed(metrics, rows)
                if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
-    pairs = [(c, k) for c in numeric for k in keys]  # a plot of each metric against each swept key
+    pairs = [(c, k) for c in numeric for k in keys]  # a plot of each changed metric against each swept key
     names = ["report.md", "results.csv", "keys.json", *[f"{_file(c)}__vs__{_file(k)}.png" for c, k in pairs]]
+    chosen = selections(name, data)
     with staged([folder / n for n in names]) as paths:
-        paths[0].write_text(_markdown(name, keys, columns, rows, list(zip([c for c, _ in pairs], names[3:]))))
+        paths[0].write_text(_markdown(name, keys, columns, rows, list(zip([c for c, _ in pairs], names[3:])), chosen))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, columns, extrasaction="ignore")
         writer.writeheader()
@@ -204,33 +234,42 @@ def _file(column: str) -> str:
     return column.replace(":", "__").replace("/", "_").replace(".", "_")
 
 
-def _markdown(name: str, keys, columns, rows, plotted: list[tuple[str, str]]) -> str:
-    """The report: what changed, every metric, and the plots of the metrics that changed
-    (``plotted``: (metric, png) pairs; the others' plots are in the folder too)."""
-    def cell(v):
-        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-
-    def markdown_table(cols):
-        return ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols),
-                *["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]]
-
+def _markdown(name: str, keys, columns, rows, plotted: list[tuple[str, str]],
+              chosen: dict[str, list[str] | None]) -> str:
+    """The report: what changed, which configurations each experiment recommends, every
+    metric, and the plots of the metrics that changed (``plotted``: (metric, png))."""
     metrics = columns[1 + len(keys):]
-    changed = [c for c in metrics if len({cell(r.get(c)) for r in rows}) > 1]
+    differ = changed(metrics, rows)
     lines = [f"# Sweep `{name}`", "", f"Swept: {', '.join(f'`{k}`' for k in keys) or '(nothing)'}; {len(rows)} "
-             "experiments (`dvc exp show` lists them). Metrics are named `stage:key`.", "", "## What changed", ""]
-    if changed:
-        lines += [f"{len(changed)} of {len(metrics)} metrics differ between the experiments:", "",
-                  *markdown_table(["experiment", *keys, *changed])]
+             "experiments (`dvc exp show` and `atomsieve show` list them). Metrics are named `stage:key`; a metric "
+             "counts as changed where its value to 4 significant digits does.", "", "## What changed", ""]
+    if differ:
+        lines += [f"{len(differ)} of {len(metrics)} metrics differ between the experiments:", "",
+                  *markdown_table(["experiment", *keys, *differ], rows)]
     else:
         lines += [f"No metric differs between the experiments: none of the {len(metrics)} metrics depends on "
                   f"{', '.join(f'`{k}`' for k in keys)} over the values swept."]
-    shown = [png for metric, png in plotted if metric in changed]
-    lines += ["", "## Every metric", "", *markdown_table(columns), "", "## Plots", ""]
-    if len(shown) < len(plotted):
-        lines += [f"Of the metrics that changed ({len(shown)} plots); the {len(plotted) - len(shown)} plots of the "
-                  "others, flat, are in this folder too.", ""]
-    lines += [*[f"![{p}]({p})" for p in shown], ""]
+    lines += ["", "## Which configurations to compute", "", *_selection_lines(rows, keys, chosen)]
+    lines += ["", "## Every metric", "", *markdown_table(columns, rows), "", "## Plots", ""]
+    lines += [f"![{p}]({p})" for _, p in plotted] or ["(no metric changed)"]
+    lines.append("")
     return "\n".join(lines)
+
+
+def _selection_lines(rows: list[dict], keys: list[str], chosen: dict[str, list[str] | None]) -> list[str]:
+    """Each experiment's recommended configurations, those common to all, and the overlap
+    (shared over either's) of every pair."""
+    have = {e: set(v) for e, v in chosen.items() if v is not None}
+    if not have:
+        return ["No experiment of the sweep has a recommendation (outputs/recommend/recommendation.csv) in its commit."]
+    every, some = set.intersection(*have.values()), set.union(*have.values())
+    lines = [f"{len(every)} configurations are recommended by every experiment, {len(some)} by at least one.", "",
+             *markdown_table(["configuration", *have], [{"configuration": c, **{e: "✓" if c in s else "" for e, s in
+                                                                              have.items()}} for c in sorted(some)]),
+             "", "Overlap of the recommendations (shared over either's):", ""]
+    overlap = [{"experiment": a, **{b: len(have[a] & have[b]) / max(len(have[a] | have[b]), 1) for b in have}}
+               for a in have]
+    return lines + markdown_table(["experiment", *have], overlap)
 
 
 def sweep(overrides: list[str], name: str, jobs: int, conf_dir: Path, recorded: list[str],

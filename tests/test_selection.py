@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import ase.io
 import numpy as np
 import pytest
 from conftest import example_front, kim_model_or_skip, params_file, stage_cli
@@ -202,7 +203,8 @@ def test_the_stage_runs_only_when_asked(example_outputs, tmp_path):
 
 
 def test_bad_selection_input_is_refused_whole(example_outputs, tmp_path):
-    for overrides, message in ((["selection.budget=1000"], "expected a count from 1 to the 40 candidates, got 1000"),
+    n = len(ase.io.read(example_outputs / INPUTS["--fims"], ":"))  # matching.candidates=all: every row
+    for overrides, message in ((["selection.budget=1000"], f"expected a count from 1 to the {n} candidates, got 1000"),
                                (["selection.budget=0"], "selection.budget: expected a count of at least 1, got 0"),
                                (["selection.budget=null", "selection.cost=atoms3", "selection.cost_budget=100"],
                                 "no single candidate fits"),

@@ -37,7 +37,7 @@ def test_outputs(prepared):
     result = quests.run(cfg, tmp / "q", tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
     x = npz["descriptors"]
     lp = entropy.log_kernel_sums(x, x, 0.015, QuestsConfig().batch_size)
-    m = json.loads((tmp / "q/metrics.json").read_text())
+    m = json.loads((tmp / "q/summary.json").read_text())["counts"]  # every number; metrics.json: the headline
     assert m["entropy"] == pytest.approx(entropy.entropy(lp)) and m["environments"] == len(x)
     assert m["quests_efficiency_score"] == pytest.approx(m["entropy"] / math.log(len(x)))
     train = np.concatenate([describe(a) for a in images if a.info["split"] == "train"])
@@ -85,7 +85,7 @@ def test_knn_method_agrees_with_exact_within_its_standard_errors(prepared):
     knn = replace(cfg, quests=replace(cfg.quests, method="knn", knn_k=3, knn_far_samples=40, bandwidth=0.3))
     quests.run(knn, tmp / "knn", *inputs)
     quests.run(replace(cfg, quests=replace(knn.quests, method="exact")), tmp / "exact_wide", *inputs)
-    exact, m, wide = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn", "exact_wide"))
+    exact, m, wide = (json.loads((tmp / d / "summary.json").read_text())["counts"] for d in ("exact", "knn", "exact_wide"))
     assert exact["entropy_stderr"] == 0.0 and exact["knn_truncation_bound"] == 0.0
     assert 0 < m["entropy_stderr"] and abs(m["entropy"] - wide["entropy"]) < 5 * m["entropy_stderr"]
     assert 0 < m["diversity_stderr"] and abs(m["quests_diversity_score"] - wide["quests_diversity_score"]) < 5 * m["diversity_stderr"]
@@ -99,7 +99,7 @@ def test_knn_samples_too_sparse_for_an_error_grow_to_the_whole_set(prepared):
     inputs = (tmp / "desc/descriptors.npz", tmp / "hash/images.extxyz")
     quests.run(cfg, tmp / "exact", *inputs)
     quests.run(replace(cfg, quests=replace(cfg.quests, method="knn", knn_k=3, knn_far_samples=20)), tmp / "knn", *inputs)
-    exact, m = (json.loads((tmp / d / "metrics.json").read_text()) for d in ("exact", "knn"))
+    exact, m = (json.loads((tmp / d / "summary.json").read_text())["counts"] for d in ("exact", "knn"))
     assert m["knn_resampled_entropy"] == m["knn_resampled_delta_entropy"] == m["environments"] == 72
     assert m["knn_sparse_entropy"] == m["knn_sparse_delta_entropy"] == 0 and m["entropy_stderr"] == 0.0
     assert m["entropy"] == pytest.approx(exact["entropy"], rel=1e-6)  # far-field terms in float32

@@ -205,6 +205,10 @@ def sweep(keys: list[str], settings: list[dict], values: list, metric: str, path
             ax.set_xscale("log")
         if ticks is not None:
             ax.set_xticks(range(len(ticks)), ticks, rotation=30, ha="right", fontsize=8)
+        elif all(isinstance(x, int) and not isinstance(x, bool) for x in xs):  # seeds, counts: integer ticks only
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(first)
         ax.set_ylabel(metric)
         if others:

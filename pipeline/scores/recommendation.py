@@ -19,7 +19,7 @@ zero-information causes). What is derived, and how:
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,7 +63,6 @@ class Row:
     needed_by: str | None = None
     sigma_factor: float | None = None  # how much needed_by's σ grows without it
     rank: int = 0  # 1-based, in ORDER then by importance
-    notes: tuple[str, ...] = field(default=())
 
 
 def information_gains(fims: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -146,8 +145,8 @@ def selected_reason(c: Candidate, share: float, need: tuple[str, float] | None) 
         parts.append(f"rank {c.selection_rank} of the budgeted selection")
     if c.weight > 0 and need is not None:
         name, factor = need
-        grow = "is left undetermined" if not np.isfinite(factor) else f"σ grows ×{factor:.3g}"
-        parts.append(f"needed by {name} at weight {_fmt(c.weight)} (without it, {name}'s {grow})")
+        grow = f"{name} is left undetermined" if not np.isfinite(factor) else f"{name}'s σ grows ×{factor:.3g}"
+        parts.append(f"needed by {name} at weight {_fmt(c.weight)} (without it, {grow})")
     if share > 0:
         parts.append(f"{100 * share:.0f}% of the selection's information about the target")
     if c.dh_max is not None and c.dh_max > NEW_ENVIRONMENTS:

@@ -36,7 +36,7 @@ def disabled(cfg: Config, out: Path) -> dict:
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
         t_xyz.write_bytes(b"")
         t_metrics.write_bytes(json_bytes({"enabled": False}))
-        plots.note(t_png, "LTAU force uncertainty", "Not run (ltau=off): it needs the per-atom force errors of your\n"
+        plots.note(t_png, "LTAU force uncertainty", "Not run (ltau=disabled): it needs the per-atom force errors of your\n"
                    "model's training run (README, 'LTAU from your own training run').")
         t_csv.write_text("bin,train,test\n")
         return write_summary(t_summary, "ltau", {"k": cfg.ltau.k}, {"enabled": False}, Timers())

@@ -6,7 +6,7 @@ computed or read as ``descriptors`` says, each of them an image of the dataset
 (N, d)) and ``ltau.error_logs``. Outputs in ``--out``
 (outputs/ltau_fit), all or none: fit.npz (``edges``, ``midpoints``, ``pdfs``),
 index.faiss (the training descriptors' index) and summary.json. With
-``ltau.enabled: false`` (``ltau=off``) the outputs say LTAU was not run.
+``ltau.enabled: false`` (``ltau=disabled``) the outputs say LTAU was not run.
 """
 
 from pathlib import Path

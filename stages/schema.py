@@ -229,7 +229,7 @@ class QuestsConfig:
 
 @dataclass(frozen=True)
 class LtauConfig:
-    enabled: bool = True  # false (conf ltau=off): the ltau stages write "not run"
+    enabled: bool = True  # false (conf ltau=disabled): the ltau stages write "not run"
     # the training atoms, the logs' columns; exactly one of: frames (their descriptors, by
     # descriptors.name), each an image of the dataset (its model's errors, not another's),
     # or a .npy (N, d) of their descriptors (Orchestrator's train_descriptors)

@@ -64,7 +64,7 @@ def atomsieve(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_compose_command_applies_overrides_and_out_is_a_preview(tmp_path):
     root = project(tmp_path)
-    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]", "ltau=off", "runtime.workers=2",
+    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]", "ltau=disabled", "runtime.workers=2",
                      "--out", "p.yaml")
     assert proc.returncode == 0, proc.stderr
     cfg = load_config(root / "p.yaml")
@@ -77,7 +77,7 @@ def test_compose_adds_to_what_is_recorded_and_says_what_changed(tmp_path):
     """A then B keeps A (README's own-data recipe, then a selection preset); a key given
     again replaces only itself; --show, --forget and --reset do what they say."""
     root = project(tmp_path)
-    first = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]", "ltau=off", "dataset.seed=3")
+    first = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]", "ltau=disabled", "dataset.seed=3")
     assert first.returncode == 0, first.stderr
     assert "+ dataset.paths=[data/mine/a.extxyz]    (new)" in first.stderr
     assert "dataset.paths: ['data/example/si_candidates.extxyz'] -> ['data/mine/a.extxyz']" in first.stderr
@@ -89,7 +89,7 @@ def test_compose_adds_to_what_is_recorded_and_says_what_changed(tmp_path):
     assert "= dataset.paths=[data/mine/a.extxyz]    (kept)" in second.stderr
     assert "~ dataset.seed=4    (was dataset.seed=3)" in second.stderr
     assert "selection.budget: 10 -> 2" in second.stderr and "dataset.paths" not in second.stderr.split("params.yaml:")[1]
-    recorded = ["dataset.paths=[data/mine/a.extxyz]", "ltau=off", "selection=information", "selection.budget=2",
+    recorded = ["dataset.paths=[data/mine/a.extxyz]", "ltau=disabled", "selection=information", "selection.budget=2",
                 "dataset.seed=4"]
     assert overrides.read(root / "conf") == recorded
     assert atomsieve(root, "compose", "--show").stdout.split() == recorded
@@ -107,12 +107,12 @@ def test_compose_refuses_the_examples_ltau_on_other_data_and_data_the_model_cann
     before = (root / "params.yaml").read_text()
     proc = atomsieve(root, "compose", "dataset.paths=[data/mine/a.extxyz]")
     assert proc.returncode == 1 and "ltau.train_images=data/example/ltau_train.extxyz" in proc.stderr
-    assert "atomsieve compose ltau=off" in proc.stderr and overrides.read(root / "conf") == []
+    assert "atomsieve compose ltau=disabled" in proc.stderr and overrides.read(root / "conf") == []
     import ase.io
     from ase.build import bulk
 
     ase.io.write(root / "data/mine/ge.extxyz", bulk("Ge", "diamond", a=5.66, cubic=True))
-    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/ge.extxyz]", "ltau=off")
+    proc = atomsieve(root, "compose", "dataset.paths=[data/mine/ge.extxyz]", "ltau=disabled")
     assert proc.returncode == 1 and "the data hold ['Ge'], which potential.species ['Si']" in proc.stderr
     assert (root / "params.yaml").read_text() == before and overrides.read(root / "conf") == []
 
@@ -161,3 +161,14 @@ def test_experiment_workspaces_share_the_project_root(tmp_path):
     assert project_root(tmp_path / "proj") == (tmp_path / "proj").resolve()
     assert "git add" in untracked_hint("dataset.paths: data/x.extxyz: no such file", work)
     assert untracked_hint("dataset.paths: data/x.extxyz: no such file", tmp_path / "proj") == ""
+
+
+def test_experiment_checks_the_preset_with_the_recorded_overrides_before_any_stage(tmp_path):
+    """Recorded overrides made for MoS2 data, then a silicon preset: refused at once, naming
+    the problem, and nothing handed to DVC."""
+    root = project(tmp_path)
+    (root / "conf/overrides.yaml").write_text(overrides.text([
+        "potential.kim_id=SW_MX2_WenShirodkarPlechac_2017_MoS__MO_201919462778_001", "potential.species=[Mo,S]"]))
+    proc = atomsieve(root, "experiment", "sw_si_elastic")
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "potential" in proc.stderr
+    assert "running: dvc exp run" not in proc.stderr and not (root / "outputs").exists()

@@ -85,8 +85,9 @@ def test_changing_the_solver_reruns_only_the_stages_that_match(committed):
     first = sh(committed, "dvc", "repro")
     assert all(f"Running stage '{s}'" in first for s in ("hash", "fim_train", "fim_property", "match"))
     assert time.perf_counter() - start < 120  # the end-to-end example, venv in place
-    sh(committed, "atomsieve", "compose", "matching=scs")
+    sh(committed, "atomsieve", "compose", "matching=sdpa")
     again = sh(committed, "dvc", "repro")
     rerun = {line.split("'")[1] for line in again.splitlines() if line.startswith("Running stage")}
-    assert rerun == {"match", "learn", "select"}  # the stages with matching.* among their params
-    assert '"solver": "SCS"' in (committed / "outputs/match/metrics.json").read_text()
+    # the stages with matching.* among their params, and recommend, which reads match's new weights
+    assert rerun == {"match", "learn", "select", "recommend"}
+    assert '"solver": "SDPA"' in (committed / "outputs/match/summary.json").read_text()

@@ -194,7 +194,7 @@ def test_a_users_own_data_through_dvc_repro(repo_copy):
     kim_model_or_skip(TERSOFF)
     repo = repo_copy
     frames = user_dataset(repo / "data/mine/si.extxyz")
-    sh(repo, "atomsieve", "compose", "dataset.paths=[data/mine/si.extxyz]", "ltau=off")
+    sh(repo, "atomsieve", "compose", "dataset.paths=[data/mine/si.extxyz]", "ltau=disabled")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "my data")
     log = sh(repo, "dvc", "repro")

@@ -65,7 +65,7 @@ def test_bad_inputs(tmp_path):
 
 def test_training_images_outside_the_dataset_are_refused_and_off_says_so(tmp_path):
     """The example's error logs scored against someone else's data are refused, naming
-    the fix; with ltau=off every output says LTAU was not run."""
+    the fix; with ltau=disabled every output says LTAU was not run."""
     import json
 
     from ase.build import bulk
@@ -80,7 +80,7 @@ def test_training_images_outside_the_dataset_are_refused_and_off_says_so(tmp_pat
     cfg = config(tmp_path, f"dataset.paths=[{other}]", "dataset.root=/")
     hash_stage.run(cfg, tmp_path / "hash")
     train = len(ase.io.read(ROOT / "data/example/ltau_train.extxyz", ":"))
-    with pytest.raises(ConfigError, match=rf"{train} of its {train} images are not in the dataset.*compose ltau=off"):
+    with pytest.raises(ConfigError, match=rf"{train} of its {train} images are not in the dataset.*compose ltau=disabled"):
         ltau_fit.run(cfg, tmp_path / "fit", tmp_path / "hash/images.extxyz")
     assert not (tmp_path / "fit").exists()
     off = config(tmp_path, f"dataset.paths=[{other}]", "dataset.root=/", "ltau.enabled=false")

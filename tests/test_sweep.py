@@ -37,15 +37,26 @@ def test_a_tolerance_sweep_from_a_fresh_clone_reports_what_dvc_shows(committed):
     folder = committed / "outputs/sweeps/tol"
     report = (folder / "report.md").read_text()
     assert "Swept: `matching.weight_tol`; 3 experiments" in report and "## What changed" in report
-    assert (folder / "match__sum_weights__vs__matching_weight_tol.png").stat().st_size > 5000
-    # every metric has its plot, the report shows those that changed: hash:rows cannot depend on the tolerance
-    assert (folder / "hash__rows__vs__matching_weight_tol.png").stat().st_size > 5000
-    assert "hash__rows__vs__" not in report and "flat, are in this folder too" in report
+    # only the metrics that changed are drawn: hash:train cannot depend on the tolerance
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert not (folder / "hash__train__vs__matching_weight_tol.png").exists()
+    assert all(f"![{p}]({p})" in report for p in pngs)
     shown, rows = exp_show(committed), report_rows(committed, "tol")
     assert sorted(rows) == ["tol-0", "tol-1", "tol-2"]
     for exp, row in rows.items():
-        for column in ("match:sum_weights", "match:selected", "quests:entropy", "hash:rows"):
+        for column in ("match:sum_weights", "match:selected", "quests:entropy", "hash:train"):
             assert float(row[column]) == pytest.approx(float(shown[exp][column]), rel=1e-12)
+    # the selections compared: each experiment's recommendation, read from its commit
+    assert "## Which configurations to compute" in report and "Overlap of the recommendations" in report
+    for exp in rows:
+        committed_rows = sh(committed, "git", "show", f"{shown[exp]['rev']}:outputs/recommend/recommendation.csv")
+        for r in csv.DictReader(committed_rows.splitlines()):
+            if r["recommendation"] == "compute":
+                assert f"{r['source']} {r['quantity']}" in report
+    # what a user reads: only what differs, within 120 columns
+    table = sh(committed, "atomsieve", "show", "tol")
+    lines = [line for line in table.splitlines() if line]
+    assert max(map(len, lines)) <= 120 and "weight_tol" in lines[0] and len([x for x in lines if x.startswith("tol-")]) == 3
     assert [float(rows[f"tol-{i}"]["matching.weight_tol"]) for i in range(3)] == [1e-3, 1e-4, 1e-5]
     before = report
     sh(committed, "atomsieve", "sweep", "--report", "tol")  # drawn again from dvc exp show

@@ -108,11 +108,11 @@ def test_2_files_named_by_params_are_dependencies(committed):
     sh(committed, "atomsieve", "compose", "quests.reference=data/ref.extxyz")
     sh(committed, "dvc", "repro", "quests")
     atoms = sum(len(a) for a in frames[:8])
-    assert json.loads((committed / "outputs/quests/metrics.json").read_text())["reference_environments"] == atoms
+    assert json.loads((committed / "outputs/quests/summary.json").read_text())["counts"]["reference_environments"] == atoms
     ase.io.write(committed / "data/ref.extxyz", frames[:1])
     assert "quests" in sh(committed, "dvc", "status", "quests")
     sh(committed, "dvc", "repro", "quests")
-    assert json.loads((committed / "outputs/quests/metrics.json").read_text())["reference_environments"] == len(
+    assert json.loads((committed / "outputs/quests/summary.json").read_text())["counts"]["reference_environments"] == len(
         frames[0])
     # an error log outside data/ would be invisible to DVC: refused at compose time
     outside = committed / "elsewhere.npy"
@@ -183,7 +183,7 @@ def test_5_copies_asking_for_other_quantities_are_candidates(committed):
     weights = json.loads((committed / "outputs/match/weights.json").read_text())
     for cid, w in weights.items():
         assert cid == f"{w['image_hash']}:{w['quantity']}" and w["weight"] > 0
-    assert json.loads((committed / "outputs/match/metrics.json").read_text())["candidates"] == 24
+    assert json.loads((committed / "outputs/match/summary.json").read_text())["counts"]["candidates"] == 24
 
 
 def test_6_a_wrong_target_fim_is_refused(committed):

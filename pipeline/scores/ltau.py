@@ -158,5 +158,5 @@ def check_training_images(train_hashes: Sequence[str], dataset_hashes: Iterable[
         raise ConfigError(
             f"{where}: {len(missing)} of its {len(train_hashes)} images are not in the dataset (dataset.paths): its "
             "error logs describe a model trained on other data, and LTAU would score your atoms with that model's "
-            "errors. Turn LTAU off (`atomsieve compose ltau=off`), or give the training images of your own model "
+            "errors. Turn LTAU off (`atomsieve compose ltau=disabled`), or give the training images of your own model "
             "(part of dataset.paths) and its error logs (README, 'LTAU from your own training run')")

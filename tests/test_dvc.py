@@ -46,7 +46,7 @@ def test_exp_run_composes_hydra_overrides(committed):
     sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=5", "-S", "dataset.test_fraction=0.5")
     params = (committed / "params.yaml").read_text()
     assert "seed: 5" in params and "test_fraction: 0.5" in params
-    assert '"test": 20' in (committed / "outputs/hash/metrics.json").read_text()
+    assert '"test": 17' in (committed / "outputs/hash/metrics.json").read_text()  # half of 33 images, rounded up
     queued = sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=1,2", "--queue")
     assert queued.count("Queued experiment") == 2
 
@@ -66,7 +66,7 @@ def test_adding_two_images_to_two_hundred_computes_only_those(committed):
     data = committed / "data/big"
     data.mkdir()
     ase.io.write(data / "cells.extxyz", cells(0, 200))
-    sh(committed, "atomsieve", "compose", "dataset.paths=[data/big/cells.extxyz]", "dataset.require=[]",
+    sh(committed, "atomsieve", "compose", "dataset.paths=[data/big/cells.extxyz]", "dataset.require=[]", "ltau=disabled",
        "potential=sw_si_all")
     sh(committed, "dvc", "repro", "fim_train")
     summary = lambda: json.loads((committed / "outputs/fim_train/summary.json").read_text())["counts"]  # noqa: E731

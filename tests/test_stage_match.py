@@ -66,6 +66,10 @@ def test_match_output_and_solvers_agree(example):
     for c, w in ref.items():
         assert c == f"{w['image_hash']}:{w['quantity']}" and w["mask"] is None
     assert all(a.info["split"] == "train" for a in selected)
+    lines = (tmp / "match_CLARABEL/weights.csv").read_text().splitlines()  # plain numbers, for dvc plots
+    assert lines[0] == "candidate,weight" and len(lines) == len(ref) + 1
+    assert sorted(float(line.rsplit(",", 1)[1]) for line in lines[1:]) == pytest.approx(
+        sorted(w["weight"] for w in ref.values()), rel=1e-15)
     metrics = json.loads((tmp / "match_CLARABEL/metrics.json").read_text())
     assert metrics["selected"] == len(ref) >= 3  # the example's answer is several configurations
     assert metrics["sum_weights"] == pytest.approx(sum(w["weight"] for w in ref.values()))

@@ -3,9 +3,20 @@
 Parameters are the calculator's numeric ``parameters`` (scalars have extent 1, arrays
 their length); they are changed with ``calc.set(name=value)`` followed by
 ``calc.reset()``, since ``set`` alone keeps cached results. Units as ASE's: eV, Å; stress in eV/Å³, Voigt order.
+
+No command from config: a file-based calculator (MOPAC, VASP, Gaussian, ...) runs the
+command of ASE's own configuration (``~/.config/ase/config.ini`` or
+``ASE_<NAME>_COMMAND``), never one from ``calculator_kwargs``: a key naming a command,
+an executable, a profile or a script, at any depth, is refused, and so are the keys
+that choose where it reads and writes files (``directory``, ``label``, ``restart``).
+Every calculator runs in a temporary folder of its own, removed with it, never in the
+project.
 """
 
 import importlib
+import shutil
+import tempfile
+import weakref
 
 import numpy as np
 from ase import Atoms
@@ -30,12 +41,43 @@ def load_class(path: str):
     return found
 
 
+COMMAND_WORDS = ("command", "cmd", "executable", "exe", "binary", "profile", "launcher", "script", "shell", "argv")
+PLACES = ("directory", "label", "restart", "txt", "logfile")  # where a calculator reads or writes files
+
+
+def check_kwargs(kwargs, where: str = "potential.calculator_kwargs") -> None:
+    """Refuse every key of ``kwargs`` (at any depth) that would choose a command, an
+    executable or the files a calculator reads and writes, naming it."""
+    items = kwargs.items() if isinstance(kwargs, dict) else enumerate(kwargs) if isinstance(kwargs, list) else ()
+    for key, value in items:
+        name = str(key).lower()
+        words = name.replace("-", "_").split("_")
+        if any(w in COMMAND_WORDS for w in words) or "command" in name:
+            raise ConfigError(f"{where}.{key}: refused: a calculator's command comes only from ASE's own "
+                              "configuration (~/.config/ase/config.ini, or the ASE_<NAME>_COMMAND environment "
+                              "variable), never from atomsieve's config, which experiments and sweeps share")
+        if where == "potential.calculator_kwargs" and name in PLACES:
+            raise ConfigError(f"{where}.{key}: refused: atomsieve runs the calculator in a temporary folder of its "
+                              "own, and reads or writes no file a config names")
+        check_kwargs(value, f"{where}.{key}")
+
+
 class ASEPotential:
-    """An ASE calculator class given by import path, created once with ``kwargs``."""
+    """An ASE calculator class given by import path, created once with ``kwargs``, in a
+    temporary folder of its own (removed when the potential is)."""
 
     def __init__(self, calculator: str, kwargs: dict):
+        check_kwargs(kwargs)
+        cls = load_class(calculator)
+        self.scratch = tempfile.mkdtemp(prefix="atomsieve-calculator-")
+        weakref.finalize(self, shutil.rmtree, self.scratch, True)
         try:
-            self.calc = load_class(calculator)(**kwargs)
+            try:
+                self.calc = cls(**kwargs, directory=self.scratch)
+            except TypeError as err:
+                if "directory" not in str(err):
+                    raise
+                self.calc = cls(**kwargs)  # not a file-based calculator: nothing to put in a folder
         except TypeError as err:
             raise ConfigError(f"potential.calculator_kwargs: {calculator} refused {kwargs}: {err}") from err
         self.name = calculator

@@ -9,8 +9,11 @@ The candidates are ``matching.candidates`` (the train split, or all). Inputs ``-
 (outputs/descriptors/descriptors.npz). Outputs in ``--out`` (outputs/select), all or
 none: selected.extxyz (info ``selection_rank``: 1 is the candidate whose removal costs
 the objective most), metrics.json, objective.png with its data in objective.csv, and
-summary.json. Ctrl-C (SIGINT) while annealing stops it with the best subset found,
-and the outputs are written for it (``interrupted: true`` in metrics.json).
+summary.json. Ctrl-C (SIGINT) while annealing stops it with the best subset found;
+the outputs are written for it (``interrupted: true``, ``stopped_by: SIGINT``) to look
+at, but the stage exits non-zero, so DVC does not record a partial answer as the result:
+run it again. A time-limited answer is asked for with ``selection.schedule: auto`` and
+``selection.seconds``: that one is the result, and says so (``stopped_by: time limit``).
 """
 
 import logging
@@ -20,7 +23,7 @@ import numpy as np
 
 from pipeline.core import annealing, extxyz, plots
 from pipeline.core.atomic import staged
-from pipeline.core.errors import check_choice
+from pipeline.core.errors import Interrupted, check_choice
 from pipeline.core.outputs import CANDIDATE, FIM_PROPERTY_SCORE, IMAGE_HASH, SELECTION_RANK
 from pipeline.core.timing import Timers
 from pipeline.scores import selection as sel
@@ -105,7 +108,8 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
         atoms.info[SELECTION_RANK.key] = r
         chosen.append(atoms)
     metrics = {"enabled": True, "objective": s.objective, "selected": len(best), "cost": float(p.costs[list(best)].sum()),
-               "interrupted": done.interrupted, **{f"objective_{k}": v for k, v in scores.items()},
+               "interrupted": done.interrupted, "stopped_by": done.reason or "schedule",
+               **{f"objective_{k}": v for k, v in scores.items()},
                "kept": len(keep), "candidates": len(rows)}
     with staged([out / name for name in OUTPUTS]) as (t_xyz, t_metrics, t_png, t_csv, t_summary):
         extxyz.write(t_xyz, chosen)
@@ -117,6 +121,10 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path) -> 
                   "t_min": schedule.t_min}
         done_summary = write_summary(t_summary, "select", as_dict(s), counts, timers,
                                      {"selected": [rows[i].info[CANDIDATE.key] for i in best]})
+    if done.reason == "SIGINT":
+        raise Interrupted(f"select: stopped by Ctrl-C after {done.steps} steps; the best selection found so far is in "
+                          f"{out} to look at, but DVC does not record it as the result: run `dvc repro select` again "
+                          "(for an answer within a time limit: selection.schedule=auto, selection.seconds=N)")
     return done_summary
 
 

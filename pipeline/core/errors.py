@@ -12,6 +12,8 @@ was found.
   the allowed set.
 - :class:`StoreError`: the content-addressed store cannot be used (e.g. not writable).
 - :class:`BackendMissing`: an optional backend (Dask, LAMMPS, ...) is not installed.
+- :class:`Interrupted`: the user stopped the work (Ctrl-C); what was done is kept where
+  the message says, but the run does not count as finished.
 """
 
 
@@ -37,6 +39,10 @@ class StoreError(AtomsieveError):
 
 class BackendMissing(AtomsieveError):
     """An optional backend is not installed; the message says how to install it."""
+
+
+class Interrupted(AtomsieveError):
+    """The user stopped the work; the message says what was kept and how to finish."""
 
 
 def check_choice(key: str, value: str, allowed) -> str:

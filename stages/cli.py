@@ -24,6 +24,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -107,12 +108,15 @@ def compose_command(given: list[str], out: Path, conf_dir: Path, reset: bool, fo
     if show:
         print("\n".join(before) if before else f"(no overrides recorded in {conf_dir / recorded.FILE})")
         return
+    preview = out.resolve() != Path("params.yaml").resolve()
+    if not preview:
+        refuse_while_dvc_runs(Path(".dvc/tmp/lock"))
+        check_lock_file(Path("dvc.lock"))
     unknown = [k for k in forget if k not in {recorded.key_of(o) for o in before}]
     if unknown:
         raise ConfigError(f"atomsieve compose --forget: no recorded override of {unknown}; recorded: {before}")
     kept = [o for o in ([] if reset else before) if recorded.key_of(o) not in forget]
     overrides = recorded.combined(kept, given)
-    preview = out.resolve() != Path("params.yaml").resolve()
     old = _flat(load_config(out)) if out.exists() and not preview else None
     compose(overrides, out, conf_dir, record=not preview)
     cfg = load_config(out)
@@ -131,6 +135,40 @@ def compose_command(given: list[str], out: Path, conf_dir: Path, reset: bool, fo
     for path in untracked(files(cfg)):
         say(f"warning: {path} is not tracked by git or DVC: `dvc repro` reads it, but queued and --temp experiments "
             f"will not see it; run `git add {path}` (or `dvc add {path}`) and commit")
+
+
+def refuse_while_dvc_runs(lock: Path) -> None:
+    """ConfigError while a DVC command holds the repository's lock (``.dvc/tmp/lock``,
+    flock'ed by DVC for the whole of `dvc repro` or `dvc exp run`): a change now would be
+    recorded in dvc.lock as if the running stages had used it."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise ConfigError("atomsieve compose: a DVC command (dvc repro, dvc exp run) is running in this project and "
+                          "holds its lock; compose when it has finished, or its stages would be recorded as having "
+                          "used the new params") from None
+    finally:
+        os.close(fd)
+
+
+def check_lock_file(path: Path) -> None:
+    """A dvc.lock that is not YAML (a write cut short) named, with the command that restores it."""
+    import yaml
+
+    try:
+        yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path} is damaged{where}, most likely by a DVC command cut short while writing it; "
+                          f"restore it with `git checkout -- {path}`, then `dvc repro` re-runs what changed") from None
 
 
 def _flat(cfg) -> dict:

@@ -177,11 +177,40 @@ def setup_logging(level: str) -> None:
     logging.getLogger("faiss.loader").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def stage_main(name: str, run: Callable[..., dict], default_out: str, **inputs: str) -> None:
+def fingerprints(paths) -> dict[str, tuple]:
+    """``{file: (size, mtime_ns, inode)}`` of every file of ``paths`` (folders walked):
+    what tells a file replaced or rewritten, without reading it."""
+    out = {}
+    for path in map(Path, paths):
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            try:
+                st = f.stat()
+            except OSError:
+                out[str(f)] = None
+                continue
+            if f.is_file():
+                out[str(f)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def check_unchanged(before: dict[str, tuple], paths) -> None:
+    """What a stage used is what DVC records: refuse when the params or an input changed
+    while the stage ran (its outputs would mix the old and the new)."""
+    after = fingerprints(paths)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        raise InputError(f"{', '.join(changed[:5])}{' and more' if len(changed) > 5 else ''} changed while the "
+                         "stage ran, so its outputs may mix the old and the new; run it again (`dvc repro`)")
+
+
+def stage_main(name: str, run: Callable[..., dict], default_out: str, watch: Callable | None = None,
+               **inputs: str) -> None:
     """Entry point of a stage module:
     ``python -m stages.NAME [--params P] [--out DIR] [--INPUT PATH ...]``, calling
     ``run(cfg, out, **inputs)`` with every path as a :class:`Path`.
 
+    The params file, the inputs and the files ``watch(cfg)`` names are fingerprinted
+    before and after: a change while the stage ran fails it (:func:`check_unchanged`).
     An :class:`AtomsieveError` becomes one ``error:`` line on stderr and exit code 1.
     """
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name}")
@@ -193,10 +222,15 @@ def stage_main(name: str, run: Callable[..., dict], default_out: str, **inputs: 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
+        watched = [args.params, *(getattr(args, key) for key in inputs)]
+        before = fingerprints(watched)
         cfg = load_config(args.params)
         setup_logging(cfg.runtime.log_level)
+        watched += list(watch(cfg)) if watch is not None else []
+        before.update(fingerprints(watched[1 + len(inputs):]))
         with logging_redirect_tqdm():  # log lines go above a progress bar, never through it
             run(cfg, Path(args.out), **{key: Path(getattr(args, key)) for key in inputs})
+        check_unchanged(before, watched)
     except AtomsieveError as err:
         print(f"error: {err}{untracked_hint(str(err))}", file=sys.stderr)
         raise SystemExit(1) from None

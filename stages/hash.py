@@ -57,7 +57,7 @@ def run(cfg: Config, out: Path) -> dict:
 
 
 def main() -> None:
-    stage_main("hash", run, "outputs/hash")
+    stage_main("hash", run, "outputs/hash", watch=lambda cfg: dataset.expand_paths(cfg.dataset.paths, cfg.dataset.root))
 
 
 if __name__ == "__main__":

@@ -56,3 +56,21 @@ def test_configuration_types_are_scored_within_their_type():
     assert basis == ["bulk"] * 9 + ["slab"] * 5 + [UNSCORED] and np.isnan(z[14])  # one vacancy: no spread
     ungrouped = robust_z(8 * per_atom, np.full(15, 8))
     assert outliers(ungrouped, 3.5).tolist() == [9, 10, 11, 12, 13]  # ungrouped, every slab stands out
+
+
+@pytest.mark.parametrize("labels", ["none", "same"])
+def test_unlabelled_or_uniform_data_are_not_scored_and_do_not_fail(tmp_path, labels):
+    """README: no stage needs labels. Unlabelled frames, or frames all of one energy per
+    atom, leave nothing to score: said in the log and the summary, exit 0."""
+    import ase.io
+
+    frames = [labelled_si(seed) for seed in range(5)]
+    for atoms in frames:
+        atoms.calc = None if labels == "none" else SinglePointCalculator(atoms, energy=-4.3 * len(atoms))
+    ase.io.write(tmp_path / "d.extxyz", frames)
+    cfg = load_config(ROOT / "params.yaml", [f"dataset.paths=[{tmp_path / 'd.extxyz'}]", f"dataset.root={tmp_path}"])
+    hash_stage.run(cfg, tmp_path / "hash")
+    done = energy_outlier.run(cfg, tmp_path / "out", tmp_path / "hash/images.extxyz")
+    assert done["counts"]["outliers"] == 0 and done["counts"]["scored"] == 0
+    assert ("no image has an energy label" if labels == "none" else "same energy per atom") in done["note"]
+    assert json.loads((tmp_path / "out/metrics.json").read_text()) == {"outliers": 0, "max_abs_z": None}

@@ -52,3 +52,64 @@ def eval_kwargs(text: str, mark: Path) -> dict:
     import yaml
 
     return yaml.safe_load(text.replace("MARK", str(mark)).replace("{", "{ ").replace(":", ": "))
+
+
+def test_a_dataset_replaced_while_hash_runs_fails_the_stage(tmp_path):
+    """The data are read, then replaced before the stage ends: it fails, naming the file,
+    rather than leaving DVC to record the new file beside outputs of the old."""
+    import ase.io
+    from conftest import labelled_si
+
+    data = tmp_path / "data"
+    data.mkdir()
+    ase.io.write(data / "d.extxyz", [labelled_si(seed, repeat=(2, 2, 2)) for seed in range(600)])
+    params = params_file(tmp_path / "p.yaml", [f"dataset.root={data}", f"dataset.paths=[{data / 'd.extxyz'}]"])
+    proc = stage_cli("hash", params, tmp_path / "out", cwd=tmp_path, wait=False)
+    for line in proc.stderr:  # the stage logs each step's time as it ends: "read" first
+        if "read:" in line:
+            ase.io.write(data / "new.extxyz", [labelled_si(seed) for seed in range(3)])
+            (data / "new.extxyz").replace(data / "d.extxyz")
+            break
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and "d.extxyz changed while the stage ran" in err, err
+    assert "run it again" in err.strip().splitlines()[-1]
+
+
+def test_unchanged_inputs_pass_and_any_change_is_named(tmp_path):
+    from pipeline.core.errors import InputError
+    from stages.common import check_unchanged, fingerprints
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/a.npz").write_bytes(b"1")
+    (tmp_path / "p.yaml").write_text("x: 1\n")
+    paths = [tmp_path / "p.yaml", tmp_path / "d"]
+    before = fingerprints(paths)
+    check_unchanged(before, paths)
+    (tmp_path / "p.yaml").write_text("x: 2\n")
+    with pytest.raises(InputError, match=r"p.yaml changed while the stage ran"):
+        check_unchanged(before, paths)
+
+
+def test_compose_refuses_while_dvc_holds_the_lock_and_names_a_damaged_lock_file(tmp_path):
+    """DVC flocks .dvc/tmp/lock for the whole of `dvc repro`; compose waits for it to end.
+    A dvc.lock cut short is named with the command that restores it."""
+    import fcntl
+    import shutil
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    lock = tmp_path / ".dvc/tmp/lock"
+    lock.touch()
+    with open(lock) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = atomsieve(tmp_path, "compose", "dataset.seed=3")
+        assert proc.returncode == 1 and "holds its lock; compose when it has finished" in proc.stderr
+        assert not (tmp_path / "params.yaml").exists() and not (tmp_path / "conf/overrides.yaml").exists() or \
+            "dataset.seed" not in (tmp_path / "conf/overrides.yaml").read_text()
+    assert atomsieve(tmp_path, "compose", "dataset.seed=3").returncode == 0
+    lines = (ROOT / "dvc.lock").read_text().splitlines()
+    (tmp_path / "dvc.lock").write_text("\n".join(lines[:200]) + "\n      - path: [unclosed\n")
+    proc = atomsieve(tmp_path, "compose", "dataset.seed=4")
+    assert proc.returncode == 1 and "dvc.lock is damaged (line" in proc.stderr
+    assert "git checkout -- dvc.lock" in proc.stderr

@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "experiment":
             raise SystemExit(experiment(args.name, args.queue, args.conf))
         store = Store(args.path or store_path(args.params))
+        store.check_is_store(args.action)
         result = {"info": lambda: asdict(store.info()), "gc": store.gc,
                   "pack": lambda: {"packed_entries": store.pack()}}[args.action]()
         print(json.dumps(result, indent=2))

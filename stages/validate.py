@@ -17,6 +17,7 @@ from pipeline.core.annealing import Schedule, check_schedule
 from pipeline.core.dask_backend import check as dask_check
 from pipeline.core.errors import ConfigError, check_choice
 from pipeline.core.executors import EXECUTORS
+from pipeline.core.store import check_place
 from pipeline.models import parameters
 from pipeline.models.derivatives import METHODS, numdifftools_jacobian
 from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
@@ -91,6 +92,7 @@ def validate(cfg: Config) -> Config:
     if cfg.dataset.min_distance < 0:
         raise ConfigError(f"dataset.min_distance: expected a distance >= 0 Å (0: no check), got {cfg.dataset.min_distance}")
     store = Path(cfg.store.path).expanduser()
+    check_place(store)
     if store.exists() and not store.is_dir():
         raise ConfigError(f"store.path: {store} is a file; expected a folder (made on first use)")
     files(cfg)

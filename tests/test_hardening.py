@@ -113,3 +113,87 @@ def test_compose_refuses_while_dvc_holds_the_lock_and_names_a_damaged_lock_file(
     proc = atomsieve(tmp_path, "compose", "dataset.seed=4")
     assert proc.returncode == 1 and "dvc.lock is damaged (line" in proc.stderr
     assert "git checkout -- dvc.lock" in proc.stderr
+
+
+# --- the store checks what it serves ---------------------------------------------------------------------------
+
+
+def forged(store, key, arrays):
+    """An entry with the right key and a digest of what it holds, written as the store
+    writes one: only its content is wrong."""
+    store.put(key, arrays)
+
+
+@pytest.mark.parametrize("bad", ["shape", "nan", "float32"])
+def test_a_well_formed_entry_of_the_wrong_content_is_recomputed(tmp_path, bad, caplog):
+    """fim_train on the example with a store holding, under one image's key, a (3, 3) FIM,
+    NaNs or float32: the entry is dropped, said, recomputed, and the FIMs are the clean run's."""
+    import numpy as np
+    from conftest import kim_model_or_skip
+
+    from pipeline.core.store import Store
+    from stages import fim_train
+    from stages import hash as hash_stage
+
+    kim_model_or_skip("SW_StillingerWeber_1985_Si__MO_405512056662_005")
+    cfg = example_config(f"store.path={tmp_path / 'store'}", "runtime.executor=serial")
+    hash_stage.run(cfg, tmp_path / "hash")
+    clean = fim_train.run(cfg, tmp_path / "clean", tmp_path / "hash/images.extxyz")
+    store = Store(tmp_path / "store")
+    store.pack()
+    key = sorted(store._index)[0]
+    good = store.get(key)["fim"]
+    wrong = {"shape": np.eye(3), "nan": np.full_like(good, np.nan), "float32": good.astype(np.float32)}[bad]
+    forged(store, key, {"fim": wrong})
+    again = fim_train.run(cfg, tmp_path / "again", tmp_path / "hash/images.extxyz")
+    assert again["counts"]["computed"] == 1 and clean["counts"]["computed"] == clean["counts"]["candidates"]
+    assert "is not what FIM computes" in caplog.text
+    np.testing.assert_array_equal(np.load(tmp_path / "again/fims.npz")["fim"], np.load(tmp_path / "clean/fims.npz")["fim"])
+    forged(store, key, {"fim": wrong})
+    assert store.gc()["damaged_entries"] == (0 if bad == "shape" else 1)  # gc cannot know a shape: the reader does
+
+
+def test_a_read_only_store_with_a_damaged_entry_never_fails_a_stage(tmp_path):
+    import numpy as np
+
+    from pipeline.core.fanout import get_or_compute
+    from pipeline.core.store import Store
+
+    store = Store(tmp_path / "s")
+    store.put("a", {"y": np.array([1.0])})
+    store.put("b", {"y": np.array([2.0])})
+    loose = next((tmp_path / "s/objects").glob("*/*.npz"))
+    loose.write_bytes(b"damaged")
+    for p in [*(tmp_path / "s").rglob("*"), tmp_path / "s"]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        out = get_or_compute(store, ["a", "b"], [1.0, 2.0], lambda x: {"y": np.array([x])})
+        assert [r["y"][0] for r in out.results] == [1.0, 2.0]
+    finally:
+        for p in [tmp_path / "s", *(tmp_path / "s").rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_store_maintenance_refuses_what_is_not_a_store(tmp_path):
+    """`atomsieve store gc --path` a folder of the user's: refused, their stale *.tmp kept;
+    a store in a system folder is refused when composed."""
+    import time
+
+    folder = tmp_path / "mine"
+    (folder / "tmp").mkdir(parents=True)
+    old = folder / "tmp/notes.tmp"
+    old.write_text("2 hours of work")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    (folder / "thesis.tex").write_text("...")
+    for action in ("gc", "pack", "info"):
+        proc = atomsieve(tmp_path, "store", action, "--path", str(folder))
+        assert proc.returncode == 1 and "is not an atomsieve store" in proc.stderr and old.exists(), proc.stderr
+    proc = atomsieve(tmp_path, "store", "gc", "--path", "/var")
+    assert proc.returncode == 1 and "system folder /var" in proc.stderr
+    import shutil
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    proc = atomsieve(tmp_path, "compose", "store.path=/etc/atomsieve")
+    assert proc.returncode == 1 and "store.path: /etc/atomsieve is in the system folder /etc" in proc.stderr
+    assert not Path("/etc/atomsieve").exists()

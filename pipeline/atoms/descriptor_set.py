@@ -46,7 +46,7 @@ def descriptor_set(frames: Sequence[Atoms], hashes: Sequence[str], name: str, se
     fp = fingerprint("descriptors", {"name": name, **settings}, code)
     bare = [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc) for a in frames]
     fetched = get_or_compute(store, [entry_key(h, fp) for h in hashes], bare, partial(describe, name, settings),
-                             executor, "descriptors")
+                             executor, "descriptors", shapes=lambda atoms: {"descriptors": (len(atoms), None)})
     return _assembled(hashes, [r["descriptors"] for r in fetched.results], fetched.computed, 0)
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from pipeline.core.errors import StoreError
 from pipeline.core.executors import SerialExecutor
-from pipeline.core.store import Arrays, Store, encode, frozen
+from pipeline.core.store import Arrays, Shapes, Store, conformity, encode, frozen
 
 log = logging.getLogger(__name__)
 SEGMENT_ENTRIES = 256
@@ -44,6 +44,7 @@ def get_or_compute(
     fn: Callable[..., Arrays],
     executor: Callable[[], AbstractContextManager[Executor]] | None = None,
     desc: str = "computing",
+    shapes: Callable[..., Shapes] | None = None,
 ) -> Fetched:
     """``fn(payload)`` for every key not yet stored; stored results for the rest.
 
@@ -55,11 +56,21 @@ def get_or_compute(
     the workers, plus the start-up, is expected to take less than the rest here. Results are stored in
     segments as they arrive, and what is buffered is stored also when the run
     fails or is interrupted; a killed run loses at most one segment's work.
+
+    The store checks what it serves: an entry that is not what ``fn`` returns (every
+    array float64 and finite, and the names and shapes ``shapes(payload)`` declares) is
+    dropped, said, and recomputed; a result that is not is returned but not stored.
     """
     min_parallel_seconds = getattr(executor, "min_parallel_seconds", 0.0)  # a bare maker: always start it
     if len(keys) != len(payloads):
         raise ValueError(f"{len(keys)} keys but {len(payloads)} payloads")
     results: list[Arrays | None] = store.get_many(keys)
+    for i, (k, r) in enumerate(zip(keys, results)):
+        bad = conformity(r, shapes(payloads[i]) if shapes else None) if r is not None else ""
+        if bad:
+            log.warning("store: entry %s is not what %s computes (%s); it is recomputed", k, desc, bad)
+            store.discard_key(k)
+            results[i] = None
     todo: dict[str, int] = {}
     for i, (k, r) in enumerate(zip(keys, results)):
         if r is None:
@@ -84,9 +95,14 @@ def get_or_compute(
 
         def keep(key: str, arrays: Arrays) -> None:
             nonlocal size
+            results[todo[key]] = frozen(arrays)
+            bad = conformity(arrays, shapes(payloads[todo[key]]) if shapes else None)
+            if bad:
+                log.warning("%s: a result is not stored (%s)", desc, bad)
+                bar.update()
+                return
             buffer[key] = encode(key, arrays)
             size += len(buffer[key])
-            results[todo[key]] = frozen(arrays)
             bar.update()
             full = len(buffer) >= SEGMENT_ENTRIES or size >= SEGMENT_BYTES
             if full or time.monotonic() - flushed > SEGMENT_SECONDS:

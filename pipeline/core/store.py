@@ -97,6 +97,28 @@ def decode(key: str, data: bytes) -> Arrays:
     return arrays
 
 
+Shapes = Mapping[str, tuple[int | None, ...]]  # what a computation declares it returns: name -> shape (None: any)
+
+
+def conformity(arrays: Arrays, shapes: Shapes | None = None) -> str:
+    """Why an entry is not what a computation returns ("" if it is): its floating arrays
+    float64 and finite; given ``shapes``, exactly those names, float64, with those shapes."""
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and a.dtype != np.float64 or shapes is not None and a.dtype != np.float64:
+            return f"{name!r} is {a.dtype}, expected float64"
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            return f"{name!r} holds NaN or infinite values"
+    if shapes is None:
+        return ""
+    if set(arrays) != set(shapes):
+        return f"holds {sorted(arrays)}, expected {sorted(shapes)}"
+    for name, shape in shapes.items():
+        got = arrays[name].shape
+        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+            return f"{name!r} has shape {got}, expected {tuple('any' if s is None else s for s in shape)}"
+    return ""
+
+
 def read_index(path: Path) -> dict[str, tuple[int, int]]:
     """A pack index ``{key: [offset, length]}``; ``ValueError`` if it is not one."""
     entries = json.loads(path.read_text())
@@ -130,20 +152,55 @@ class StoreInfo:
     temp_files: int
 
 
+MARKER = ".atomsieve-store"  # written in a store's root when it is made: what gc, pack and info look for
+SYSTEM = ("/etc", "/usr", "/var", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev", "/proc", "/sys",
+          "/run")  # never a store; /var/tmp is
+LAYOUT = {"objects", "packs", "tmp", ".lock", MARKER}
+
+
+def check_place(root: Path) -> None:
+    """A store is never in a system folder."""
+    resolved = root.expanduser().resolve()
+    if resolved.is_relative_to("/var/tmp"):
+        return
+    for system in SYSTEM:
+        if resolved == Path(system) or resolved.is_relative_to(system):
+            raise StoreError(f"store.path: {root} is in the system folder {system}; choose a folder of yours "
+                             "(the default .atomsieve/store, or e.g. ~/.cache/atomsieve)")
+
+
 class Store:
-    """A content-addressed store rooted at ``root`` (created on first write)."""
+    """A content-addressed store rooted at ``root`` (created on first write, with its
+    marker file)."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        check_place(self.root)
         self._index: dict[str, tuple[Path, int, int]] = {}
         self._indexed: frozenset[Path] = frozenset()
 
     def _mkdir(self, path: Path) -> None:
         try:
             path.mkdir(parents=True, exist_ok=True)
+            marker = self.root / MARKER
+            if not marker.exists():
+                marker.write_text(canonical_json({"format": STORE_FORMAT}) + "\n")
         except OSError as err:  # e.g. store.path names a file
             raise StoreError(f"store {self.root}: cannot make the folder {path} ({err.strerror}); "
                              "store.path must name a folder") from err
+
+    def check_is_store(self, action: str) -> None:
+        """Refuse to maintain a folder that is not a store: it holds the marker, or only
+        what a store holds (a store made before the marker existed gets it)."""
+        if not self.root.is_dir():
+            raise StoreError(f"atomsieve store {action}: {self.root}: no such store")
+        if (self.root / MARKER).exists():
+            return
+        other = sorted(p.name for p in self.root.iterdir() if p.name not in LAYOUT)
+        if other:
+            raise StoreError(f"atomsieve store {action}: {self.root} is not an atomsieve store (no {MARKER}; it holds "
+                             f"{other[:3]}{' ...' if len(other) > 3 else ''}); refusing to touch it")
+        self._mkdir(self.root)
 
     def _loose(self, key: str) -> Path:
         return self.root / "objects" / key[:2] / f"{key}.npz"
@@ -166,8 +223,21 @@ class Store:
             pass
         except ValueError as err:
             log.warning("store: damaged entry %s (%s); it will be recomputed", path, err)
-            path.unlink(missing_ok=True)
+            self.discard(path)
         return self._get_packed(key) if reload or key in self._index else None
+
+    def discard(self, path: Path) -> None:
+        """Remove a bad loose entry; in a read-only store, leave it (it is recomputed each
+        time, and `atomsieve store gc` removes it where the store can be written)."""
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("store: cannot remove %s (%s); it is not used", path, err.strerror)
+
+    def discard_key(self, key: str) -> None:
+        """Remove ``key``'s loose entry if there is one (a packed one is superseded by the
+        next write of the key)."""
+        self.discard(self._loose(key))
 
     def _get_packed(self, key: str) -> Arrays | None:
         for attempt in range(2):
@@ -280,8 +350,10 @@ class Store:
                     removed["temp_files"] += 1
             for path in self._loose_paths():
                 try:
-                    decode(path.stem, path.read_bytes())
+                    bad = conformity(decode(path.stem, path.read_bytes()))
                 except ValueError:
+                    bad = "damaged"
+                if bad:
                     path.unlink(missing_ok=True)
                     removed["damaged_entries"] += 1
             for idx in (self.root / "packs").glob("pack-*.idx"):

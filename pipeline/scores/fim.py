@@ -53,6 +53,11 @@ class FimTask:
     atoms: Atoms
 
 
+def fim_shapes(task: FimTask) -> dict[str, tuple[int, int]]:
+    """What :func:`image_fim` returns for ``task``: one (P, P) FIM."""
+    return {"fim": (task.n_tunable, task.n_tunable)}
+
+
 def fim_of(potential, task: FimTask) -> dict[str, np.ndarray]:
     """``{"fim": (P, P), "jacobian": (rows, P)}`` of one image with ``potential``."""
     check_choice("fim.quantity", task.quantity, QUANTITIES)

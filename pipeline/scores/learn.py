@@ -117,8 +117,10 @@ def target_fim(potential: PotentialSpec, spec: ParamSpec, transform: Transform, 
               "assignments": [list(a) for a in resolve(spec, model)], "transform": repr(transform),
               "derivative": repr(derivative), "targets": repr(list(targets))}
     key = entry_key("targets", fingerprint("fim_property", params, code_digest(property_fim.__module__)))
+    p = len(spec.tunable)
     fetched = get_or_compute(store, [key], [None], lambda _: _target_arrays(potential, spec, transform, derivative,
-                                                                             targets), None, "target FIM")
+                                                                             targets), None, "target FIM",
+                             shapes=lambda _: {"fim": (p, p), "jacobian": (None, p), "values": (None,)})
     r = fetched.results[0]
     return PropertyFim(r["fim"], r["jacobian"], r["values"], (), (), spec.labels(), {}), fetched.computed
 

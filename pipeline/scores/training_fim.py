@@ -22,7 +22,7 @@ from pipeline.models.derivatives import Derivative, resolve
 from pipeline.models.parameters import ParamSpec
 from pipeline.models.potential import QUANTITIES, PotentialSpec, make_potential
 from pipeline.models.transforms import Transform
-from pipeline.scores.fim import FimTask, as_row_weights, image_fim
+from pipeline.scores.fim import FimTask, as_row_weights, fim_shapes, image_fim
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,6 @@ def training_fims(frames: Sequence[Atoms], cands: Sequence[Candidate], potential
         bare = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         tasks.append(FimTask(potential, assignments, len(spec.tunable), transform, derivative, c.quantity, c.mask,
                              bare))
-    fetched = get_or_compute(store, keys, tasks, image_fim, executor, "FIM")
+    fetched = get_or_compute(store, keys, tasks, image_fim, executor, "FIM", shapes=fim_shapes)
     fims = np.stack([r["fim"] for r in fetched.results]) if fetched.results else np.zeros((0, 0, 0))
     return TrainingFims(tuple(cands), fims, spec.labels(), fetched.computed, common["model"])

@@ -44,6 +44,7 @@ def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True
     """Write ``out`` from ``conf_dir/config.yaml`` and ``overrides``, atomically, after
     checking it as the stages will; with ``record``, also record ``overrides`` in
     ``conf_dir/overrides.yaml`` for every later composition."""
+    import yaml
     from dvc.utils.hydra import compose_and_dump
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -51,6 +52,11 @@ def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True
     register()
     recorded.install()
     tmp = temp_name(out).with_suffix(".yaml")  # DVC picks the dumper by suffix
+    for override in overrides:
+        twice = recorded.duplicate_keys(override)
+        if twice:
+            raise ConfigError(f"atomsieve compose: {override!r} gives the key {twice[0]!r} twice (Hydra would keep the "
+                              "last silently); give it once")
     try:
         with recorded.ignoring_recorded():
             compose_and_dump(tmp, str(conf_dir.resolve()), None, "config", str(conf_dir.resolve().parent),
@@ -60,8 +66,10 @@ def compose(overrides: list[str], out: Path, conf_dir: Path, record: bool = True
             write_bytes(conf_dir / recorded.FILE, recorded.text(overrides).encode())
         tmp.replace(out)
     except (HydraException, OmegaConfBaseException) as err:
-        cause = f" ({err.__cause__})" if err.__cause__ else ""
+        cause = f" ({' '.join(str(err.__cause__).split())})" if err.__cause__ else ""
         raise ConfigError(f"{conf_dir}: cannot compose with {overrides}: {err}{cause}") from err
+    except yaml.YAMLError as err:  # a conf/ file that is not YAML, or holds a tag or a key twice
+        raise ConfigError(f"{conf_dir}: a config file is not valid YAML: {' '.join(str(err).split())}") from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -104,7 +112,12 @@ def compose_command(given: list[str], out: Path, conf_dir: Path, reset: bool, fo
     """``atomsieve compose``: the recorded overrides updated by ``given`` (or replaced, with
     ``reset``; less the keys of ``forget``), params.yaml composed from them, and what
     changed said on stderr."""
-    before = recorded.read(conf_dir) or []
+    try:
+        before = recorded.read(conf_dir) or []
+    except ConfigError:
+        if not reset:
+            raise
+        before = []  # --reset writes a damaged record anew
     if show:
         print("\n".join(before) if before else f"(no overrides recorded in {conf_dir / recorded.FILE})")
         return

@@ -32,18 +32,61 @@ HEADER = ("# Written by `atomsieve compose`: the overrides params.yaml is compos
 _state = {"installed": False, "ignore_recorded": False}
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader (no tags that build objects) refusing a key given twice."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        twice = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"found the key {twice[0]!r} twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read(conf_dir: Path) -> list[str] | None:
     """The recorded overrides of ``conf_dir``, or None if it records none (no file)."""
     path = Path(conf_dir) / FILE
     if not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}
+    except yaml.YAMLError as err:
+        from pipeline.core.errors import ConfigError
+
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())}); `atomsieve compose --reset` "
+                          "writes it anew") from None
     values = data.get(KEY, []) if isinstance(data, dict) else None
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         from pipeline.core.errors import ConfigError
 
         raise ConfigError(f"{path}: expected `{KEY}: [override, ...]` (strings), got {data!r}")
     return values
+
+
+def duplicate_keys(override: str) -> list[str]:
+    """Keys given twice in one ``{...}`` of an override (Hydra keeps the last one silently)."""
+    stack: list[set] = []
+    found, token, quote = [], "", ""
+    for ch in override:
+        if quote:
+            quote = "" if ch == quote else quote
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch == "{":
+            stack.append(set())
+            token = ""
+        elif ch == "}":
+            stack.pop() if stack else None
+        elif ch == ":" and stack and token.strip():
+            key = token.strip()
+            found += [key] if key in stack[-1] else []
+            stack[-1].add(key)
+        if ch in "{[,":
+            token = ""
+        elif ch not in ":}":
+            token += ch
+    return found
 
 
 def text(overrides: list[str]) -> str:

@@ -68,6 +68,7 @@ def validate(cfg: Config) -> Config:
     spec = parameters.parse(cfg.potential.parameters_optimize)
     model = make_potential(potential_of(cfg.potential))
     spec.check(model.parameter_extents(), cfg.potential.kim_id or cfg.potential.calculator)
+    spec.check_defaults(model.defaults)
     if cfg.target.properties:
         check_species(targets_of(cfg.target.properties), potential_of(cfg.potential))
     m = cfg.matching

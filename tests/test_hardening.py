@@ -197,3 +197,44 @@ def test_store_maintenance_refuses_what_is_not_a_store(tmp_path):
     proc = atomsieve(tmp_path, "compose", "store.path=/etc/atomsieve")
     assert proc.returncode == 1 and "store.path: /etc/atomsieve is in the system folder /etc" in proc.stderr
     assert not Path("/etc/atomsieve").exists()
+
+
+def project(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    return tmp_path
+
+
+@pytest.mark.parametrize("override,message", [
+    ("potential.parameters_optimize={A:[[10.0]],A:[[12.0]]}", "gives the key 'A' twice"),
+    ("potential.parameters_optimize={A:[[10.0,11,12]]}", "A[0]: the value 10.0 is outside its own bounds [11.0, 12.0]"),
+    ("potential.parameters_optimize={A:[[default,1,2]]}", "A[0]: the value 15.28"),
+    ("potential.parameters_optimize={A:[[default,20,10]]}", "A[0]: expected lower < upper, got [20.0, 10.0]"),
+])
+def test_parameters_given_twice_or_outside_their_bounds_are_refused_at_compose(tmp_path, override, message):
+    proc = atomsieve(project(tmp_path), "compose", override, "--out", "p.yaml")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("where,text,message", [
+    ("conf/dataset/example.yaml", "paths: [a\n", "while parsing a flow sequence"),
+    ("conf/dataset/example.yaml", "paths: [x]\n", "found duplicate key paths"),
+    ("conf/dataset/example.yaml", "seed: !!python/object/apply:os.system ['touch MARK']\n", "could not determine a constructor"),
+    ("conf/overrides.yaml", "atomsieve_overrides: !!python/object/apply:os.system ['touch MARK']\n",
+     "conf/overrides.yaml: not valid YAML"),
+    ("conf/overrides.yaml", "atomsieve_overrides: []\natomsieve_overrides: ['dataset.seed=3']\n",
+     "found the key 'atomsieve_overrides' twice"),
+])
+def test_damaged_or_hostile_yaml_in_conf_is_one_line_naming_the_file(tmp_path, where, text, message):
+    root = project(tmp_path)
+    path = root / where
+    path.write_text((path.read_text() if path.exists() and where != "conf/overrides.yaml" else "") + text)
+    proc = atomsieve(root, "compose", "--out", "p.yaml")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (root / "MARK").exists() and not (root / "p.yaml").exists()
+    if where == "conf/overrides.yaml":  # the way out the message gives
+        assert atomsieve(root, "compose", "--reset").returncode == 0

@@ -66,6 +66,12 @@ class ParamSpec:
                     f"(one per extent of {name} in {what}), got {given}"
                 )
 
+    def check_defaults(self, defaults: Mapping[tuple[str, int], float]) -> None:
+        """Every ``'default'`` value with bounds: the model's value within them."""
+        for e in self.tunable:
+            if e.bounds is not None and e.value is None:
+                check_bounds(e.name, e.extent, defaults[e.name, e.extent], e.bounds)
+
 
 def _number(name: str, k: int, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -88,7 +94,19 @@ def _entry(name: str, k: int, raw) -> ParamEntry:
     if len(rest) == 1:
         raise ConfigError(f"potential.parameters_optimize.{name}[{k}]: expected 'fix' after the value, got {rest[0]!r}")
     bounds = (_number(name, k, rest[0]), _number(name, k, rest[1])) if rest else None
+    if bounds is not None:
+        check_bounds(name, k, value, bounds)
     return ParamEntry(name, k, value, fixed=False, bounds=bounds)
+
+
+def check_bounds(name: str, k: int, value: float | None, bounds: tuple[float, float]) -> None:
+    """Bounds ordered, and a value (given, or the model's default) within them."""
+    lower, upper = bounds
+    if not lower < upper:
+        raise ConfigError(f"potential.parameters_optimize.{name}[{k}]: expected lower < upper, got [{lower}, {upper}]")
+    if value is not None and not lower <= value <= upper:
+        raise ConfigError(f"potential.parameters_optimize.{name}[{k}]: the value {value} is outside its own bounds "
+                          f"[{lower}, {upper}]")
 
 
 def parse(parameters_optimize: Mapping[str, Sequence]) -> ParamSpec:

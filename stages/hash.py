@@ -1,12 +1,15 @@
 """Stage ``hash``: read the dataset, identify and de-duplicate images, split them.
 
 Outputs in ``--out`` (default outputs/hash), all or none: images.extxyz (unique images
-with info ``image_hash``, ``source`` and ``split``; an image whose copies ask for other
+with info ``image_hash``, ``source`` and ``split``; info keys and arrays of the data
+named like atomsieve's outputs (``pipeline/core/outputs.py``) are dropped, said in the
+log and in summary.json; an image whose copies ask for other
 FIM quantities or masks (``fim.quantity_key``, ``fim.mask_key``) has a row per distinct
 request; with ``descriptors.name: array`` each frame's per-atom ``descriptors.key``
 array, checked, exactly), manifest.json, metrics.json and summary.json.
 """
 
+import logging
 from pathlib import Path
 
 from pipeline.atoms import dataset
@@ -14,10 +17,12 @@ from pipeline.atoms.arrays import CARRIED, arrays_of
 from pipeline.core import extxyz
 from pipeline.core.atomic import staged
 from pipeline.core.outputs import IMAGE_HASH, SOURCE, SPLIT
+from pipeline.core.outputs import OUTPUTS as KEYS
 from pipeline.core.timing import Timers
 from stages.common import as_dict, headline, json_bytes, stage_main, write_summary
 from stages.schema import Config
 
+log = logging.getLogger(__name__)
 OUTPUTS = ("images.extxyz", "manifest.json", "metrics.json", "summary.json")
 
 HEADLINE = ("unique_images", "train", "test")  # metrics.json; every count is in summary.json
@@ -27,6 +32,11 @@ def run(cfg: Config, out: Path) -> dict:
     with timers("read"):
         frames, sources = dataset.read_all(d.paths, d.require, d.root, d.min_distance)
     carried = (cfg.descriptors.key,) if cfg.descriptors.name == CARRIED else ()
+    frames, dropped = dataset.without_keys(frames, [k.key for k in KEYS if k.key not in carried])
+    if dropped:  # an input named like an output would pass for one of atomsieve's results
+        log.warning("the data carry keys named like atomsieve's outputs, dropped here (atomsieve computes them; "
+                    "rename them in your data to keep them): %s",
+                    ", ".join(f"{k} ({n} frames)" for k, n in dropped.items()))
     for key in carried:  # descriptors the data carries: checked here, where file and frame are known
         arrays_of(frames, key, [f"{s.path}: frame {s.frame}" for s in sources])
     requests = [dataset.request(a, cfg.fim.quantity_key, cfg.fim.mask_key) for a in frames]
@@ -52,7 +62,7 @@ def run(cfg: Config, out: Path) -> dict:
             t_metrics.write_bytes(json_bytes(headline(counts, HEADLINE)))
         params = {**as_dict(d), "fim.quantity_key": cfg.fim.quantity_key, "fim.mask_key": cfg.fim.mask_key,
                   "descriptors.name": cfg.descriptors.name, "descriptors.key": cfg.descriptors.key}
-        done = write_summary(t_summary, "hash", params, counts, timers)
+        done = write_summary(t_summary, "hash", params, counts, timers, {"dropped_output_keys": dropped})
     return done
 
 

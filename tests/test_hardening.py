@@ -238,3 +238,27 @@ def test_damaged_or_hostile_yaml_in_conf_is_one_line_naming_the_file(tmp_path, w
     assert "Traceback" not in proc.stderr and not (root / "MARK").exists() and not (root / "p.yaml").exists()
     if where == "conf/overrides.yaml":  # the way out the message gives
         assert atomsieve(root, "compose", "--reset").returncode == 0
+
+
+def test_input_keys_named_like_outputs_are_dropped_and_said(tmp_path, caplog):
+    """Data carrying `quests_delta_entropy_score` or `selection_rank` would pass for
+    atomsieve's results downstream: the hash stage drops them, says so, keeps the labels."""
+    import ase.io
+    import numpy as np
+    from conftest import labelled_si
+
+    from stages import hash as hash_stage
+    from stages.common import load_config
+
+    frames = [labelled_si(seed) for seed in range(4)]
+    for atoms in frames[:3]:
+        atoms.arrays["quests_delta_entropy_score"] = np.full(len(atoms), 7.0)
+        atoms.info["selection_rank"] = 1
+    ase.io.write(tmp_path / "d.extxyz", frames)
+    cfg = load_config(ROOT / "params.yaml", [f"dataset.paths=[{tmp_path / 'd.extxyz'}]", f"dataset.root={tmp_path}"])
+    done = hash_stage.run(cfg, tmp_path / "hash")
+    assert done["dropped_output_keys"] == {"selection_rank": 3, "quests_delta_entropy_score": 3}
+    assert "dropped here" in caplog.text and "selection_rank (3 frames)" in caplog.text
+    images = ase.io.read(tmp_path / "hash/images.extxyz", ":")
+    assert all("selection_rank" not in a.info and "quests_delta_entropy_score" not in a.arrays for a in images)
+    assert all(a.get_potential_energy() == pytest.approx(f.get_potential_energy()) for a, f in zip(images, frames))

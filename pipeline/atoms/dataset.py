@@ -14,7 +14,7 @@ import glob
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,6 +297,24 @@ def split(hashes: Sequence[str], test_fraction: float, seed: int) -> tuple[bool,
     rank = [hashlib.blake2b(f"{seed}:{h}".encode(), digest_size=8).digest() for h in hashes]
     test = set(sorted(range(len(hashes)), key=lambda i: (rank[i], hashes[i]))[:n_test])
     return tuple(i in test for i in range(len(hashes)))
+
+
+def without_keys(frames: Sequence[Atoms], keys: Collection[str]) -> tuple[list[Atoms], dict[str, int]]:
+    """The frames without the info keys and per-atom arrays named ``keys`` (copies of
+    those that had any), and how many frames had each."""
+    out, dropped = [], {}
+    for atoms in frames:
+        found = [k for k in keys if k in atoms.info or k in atoms.arrays]
+        if found:
+            kept = labels(atoms)
+            atoms = atoms.copy()
+            atoms.calc = SinglePointCalculator(atoms, **kept) if kept else None
+            for k in found:
+                atoms.info.pop(k, None)
+                atoms.arrays.pop(k, None)
+                dropped[k] = dropped.get(k, 0) + 1
+        out.append(atoms)
+    return out, dropped
 
 
 def with_labels(atoms: Atoms, info: dict) -> Atoms:

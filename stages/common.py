@@ -234,3 +234,8 @@ def stage_main(name: str, run: Callable[..., dict], default_out: str, watch: Cal
     except AtomsieveError as err:
         print(f"error: {err}{untracked_hint(str(err))}", file=sys.stderr)
         raise SystemExit(1) from None
+    except OSError as err:  # a full disk, a folder that cannot be written: outputs are all or none
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: stage {name}: {where}{err.strerror or err}; nothing of its outputs was written",
+              file=sys.stderr)
+        raise SystemExit(1) from None

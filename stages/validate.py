@@ -10,7 +10,7 @@ options it uses, with the same messages.
 import json
 from pathlib import Path
 
-from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths, read_frames
+from pipeline.atoms.dataset import LABELS, ON_CONFLICT, expand_paths, format_of, read_frames
 from pipeline.atoms.descriptors import DESCRIPTORS, check_settings
 from pipeline.atoms.hashing import image_hashes
 from pipeline.core.annealing import Schedule, check_schedule
@@ -24,6 +24,7 @@ from pipeline.models.potential import POTENTIALS, QUANTITIES, make_potential
 from pipeline.models.transforms import TRANSFORMS
 from pipeline.scores import selection
 from pipeline.scores.entropy import METHODS as ENTROPY_METHODS
+from pipeline.scores.entropy import check_bandwidth
 from pipeline.scores.learn import FIT_METHODS, check_loop
 from pipeline.scores.ltau import INDEXES, SPACINGS, check_k, check_training_images
 from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_options
@@ -74,6 +75,7 @@ def validate(cfg: Config) -> Config:
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation, m.weight_upper_bound, m.dual_tol)
     check_settings(*descriptor_args(cfg.descriptors))
+    check_bandwidth(cfg.quests.bandwidth)
     if cfg.ltau.enabled:
         training_source(cfg.ltau)
         check_k(cfg.ltau.k)
@@ -96,9 +98,17 @@ def validate(cfg: Config) -> Config:
     check_place(store)
     if store.exists() and not store.is_dir():
         raise ConfigError(f"store.path: {store} is a file; expected a folder (made on first use)")
+    check_root(cfg.dataset.root)
     files(cfg)
     check_data(cfg)
     return cfg
+
+
+def check_root(root: str) -> None:
+    """DVC tracks dataset.root as a dependency of the stages: it cannot hold their outputs."""
+    if (Path.cwd() / "outputs").resolve().is_relative_to(Path(root).resolve()):
+        raise ConfigError(f"dataset.root: {root!r} holds the pipeline's outputs/, so DVC would see a stage's outputs "
+                          "among its own dependencies; keep the data in a folder of their own (the default: data)")
 
 
 COMPOSE_READS = 50e6  # bytes: datasets up to this size are read at compose time (larger: checked by the stages)
@@ -128,6 +138,8 @@ def files(cfg: Config) -> list[Path]:
     tracks)."""
     root = cfg.dataset.root
     out = expand_paths(cfg.dataset.paths, root, "dataset.paths")
+    for path in out:
+        format_of(path)
     out += expand_paths(cfg.fim.mask_files, root, "fim.mask_files")
     if cfg.quests.reference not in ("train", "all"):
         out += expand_paths([cfg.quests.reference], root, "quests.reference")

@@ -153,7 +153,7 @@ def test_bad_descriptors():
 
 @pytest.mark.parametrize("k, far", [(0, 10), (1, -1)])
 def test_bad_knn_settings(k, far):
-    with pytest.raises(ConfigError, match=f"knn_k >= 1 and knn_far_samples >= 0, got 0.1, {k}, {far}"):
+    with pytest.raises(ConfigError, match=f"knn_k >= 1 and knn_far_samples >= 0, got {k}, {far}"):
         entropy.knn_sums(np.zeros((2, 3)), np.zeros((2, 3)), 0.1, k, far, QUESTS.seed)
 
 

@@ -262,3 +262,76 @@ def test_input_keys_named_like_outputs_are_dropped_and_said(tmp_path, caplog):
     images = ase.io.read(tmp_path / "hash/images.extxyz", ":")
     assert all("selection_rank" not in a.info and "quests_delta_entropy_score" not in a.arrays for a in images)
     assert all(a.get_potential_energy() == pytest.approx(f.get_potential_energy()) for a, f in zip(images, frames))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["quests.bandwidth=1e-300"], "quests.bandwidth: expected a width >= 1e-08"),
+    (["quests.bandwidth=0"], "quests.bandwidth: expected a width >= 1e-08"),
+    (["dataset.paths=[data/**]"], "data/example/ltau_errors.npy: expected a file ending in one of"),  # not "data: no such file"
+    (["dataset.root=."], "dataset.root: '.' holds the pipeline's outputs/"),
+    (["dataset.paths=[data/example/si.extxyz.gz]"], "expected a file ending in one of"),
+])
+def test_what_a_stage_would_refuse_compose_refuses_first_in_one_line(tmp_path, overrides, message):
+    root = project(tmp_path)
+    if "gz" in overrides[0]:
+        (root / "data/example/si.extxyz.gz").write_bytes(b"")
+    proc = atomsieve(root, "compose", *overrides, "--out", "p.yaml")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_a_weight_bound_that_makes_matching_impossible_is_named():
+    import numpy as np
+    from conftest import matched
+
+    from pipeline.scores.matching import MatchingError
+
+    with pytest.raises(MatchingError, match=r"weight_upper_bound=1e-09 no candidate may weigh more"):
+        matched(np.stack([np.eye(2), np.eye(2)]), np.eye(2), weight_upper_bound=1e-9)
+
+
+def test_a_molecule_asked_for_stress_is_named(tmp_path):
+    import ase.io
+    from ase.build import molecule
+
+    from pipeline.atoms.hashing import image_hash
+    from stages import fim_train
+    from stages.common import load_config
+
+    atoms = molecule("H2O")
+    atoms.info.update(image_hash=image_hash(atoms), source="d.extxyz@0", fim_quantity="stress")
+    ase.io.write(tmp_path / "images.extxyz", atoms)
+    cfg = load_config(ROOT / "params.yaml", [f"store.path={tmp_path / 's'}"])
+    from pipeline.core.errors import InputError
+
+    with pytest.raises(InputError, match=r"d.extxyz@0\): asks for stress, which needs a cell periodic"):
+        fim_train.run(cfg, tmp_path / "out", tmp_path / "images.extxyz")
+
+
+
+def test_an_ase_calculator_with_an_empty_list_parameter_is_not_a_traceback():
+    from ase.calculators.lj import LennardJones
+
+    from pipeline.models.ase_potential import ASEPotential
+
+    class WithEmpty(LennardJones):
+        default_parameters = {**LennardJones.default_parameters, "cutoffs": []}
+
+    import test_hardening
+
+    test_hardening.WithEmpty = WithEmpty
+    pot = ASEPotential("test_hardening.WithEmpty", {})
+    assert "cutoffs" not in pot.parameter_extents() and "epsilon" in pot.parameter_extents()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
+    from conftest import labelled_si
+
+    import ase.io
+
+    ase.io.write(tmp_path / "d.extxyz", [labelled_si(s) for s in range(3)])
+    params = params_file(tmp_path / "p.yaml", [f"dataset.root={tmp_path}", f"dataset.paths=[{tmp_path / 'd.extxyz'}]"])
+    (tmp_path / "a_file").write_text("")  # where the outputs' folder should be (permissions do not stop root)
+    proc = stage_cli("hash", params, tmp_path / "a_file/out", cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and lines[-1].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr

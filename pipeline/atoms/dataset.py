@@ -78,9 +78,10 @@ def expand_paths(patterns: Sequence[str], root: str | None = None, key: str = "d
     out: list[Path] = []
     for pattern in patterns:
         if glob.has_magic(pattern):
-            matches = sorted(glob.glob(pattern, recursive=True))
+            matches = sorted(m for m in glob.glob(pattern, recursive=True) if not Path(m).is_dir())
             if not matches:
-                raise InputError(f"{key}: pattern {pattern!r} matches no file")
+                raise InputError(f"{key}: pattern {pattern!r} matches no file (folders are not data; "
+                                 "e.g. data/**/*.extxyz)")
         else:
             matches = [pattern]
         out.extend(Path(m) for m in matches if Path(m) not in out)
@@ -96,16 +97,21 @@ def expand_paths(patterns: Sequence[str], root: str | None = None, key: str = "d
     return out
 
 
+def format_of(path: Path) -> str:
+    """ASE's format name of a dataset file, by its suffix; :class:`InputError` otherwise."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: expected a file ending in one of {sorted(FORMATS)}, got {path.suffix!r}"
+                         f"{' (compressed files: decompress them first)' if path.suffix in ('.gz', '.bz2', '.xz') else ''}")
+    return fmt
+
+
 def read_frames(path: Path) -> list[Atoms]:
     """Every frame of an extxyz, ASE .traj or ASE .db file.
 
     Raises :class:`InputError` naming the file, and the frame where parsing failed.
     """
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(
-            f"{path}: expected a file ending in one of {sorted(FORMATS)}, got {path.suffix!r}"
-        )
+    fmt = format_of(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     import ase.io

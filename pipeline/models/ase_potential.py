@@ -101,7 +101,7 @@ class ASEPotential:
         out = {}
         for name, value in self.calc.parameters.items():
             arr = np.asarray(value) if value is not None else np.array("")
-            if arr.dtype.kind in "if" and arr.ndim <= 1:
+            if arr.dtype.kind in "if" and arr.ndim <= 1 and (arr.ndim == 0 or arr.size):
                 out[name] = max(arr.size, 1) if arr.ndim else 1
         return out
 

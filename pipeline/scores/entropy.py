@@ -107,10 +107,20 @@ def _block_lse(y: np.ndarray, x: np.ndarray, x_sq: np.ndarray, h: float, batch: 
     return out
 
 
+MIN_BANDWIDTH = 1e-8  # descriptor units: a narrower kernel underflows for any two distinct environments
+
+
+def check_bandwidth(h: float) -> None:
+    if not h >= MIN_BANDWIDTH:
+        raise ConfigError(f"quests.bandwidth: expected a width >= {MIN_BANDWIDTH:g} in descriptor units (1/Å for "
+                          f"QUESTS), got {h}")
+
+
 def log_kernel_sums(y: np.ndarray, x: np.ndarray, h: float, batch_size: int) -> np.ndarray:
     """log p(y_i) against reference x, exactly, in blocks on two threads. (M,)"""
-    if not h > 0 or batch_size < 1:
-        raise ConfigError(f"quests: expected bandwidth > 0 and batch_size >= 1, got {h}, {batch_size}")
+    check_bandwidth(h)
+    if batch_size < 1:
+        raise ConfigError(f"quests.batch_size: expected a count >= 1, got {batch_size}")
     if y.shape[1] != x.shape[1]:
         raise InputError(f"descriptors: dimension {y.shape[1]} does not match the reference's {x.shape[1]}")
     centre = x.mean(axis=0)  # ‖y‖² + ‖x‖² − 2 y·x loses the digits of the norms: keep them small
@@ -252,9 +262,9 @@ def knn_sums(y: np.ndarray, x: np.ndarray, h: float, k: int, far_samples: int, s
     and how many are bounded so (``sparse``). Far-field distances are float32 products
     about the reference mean. (M,)
     """
-    if not h > 0 or k < 1 or far_samples < 0:
-        raise ConfigError(f"quests: expected bandwidth > 0, knn_k >= 1 and knn_far_samples >= 0, "
-                          f"got {h}, {k}, {far_samples}")
+    check_bandwidth(h)
+    if k < 1 or far_samples < 0:
+        raise ConfigError(f"quests: expected knn_k >= 1 and knn_far_samples >= 0, got {k}, {far_samples}")
     if y.shape[1] != x.shape[1]:
         raise InputError(f"descriptors: dimension {y.shape[1]} does not match the reference's {x.shape[1]}")
     centre = x.mean(axis=0)

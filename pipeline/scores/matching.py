@@ -234,9 +234,11 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     seconds = time.perf_counter() - start
     status = opt.problem.status
     if status in ("infeasible", "infeasible_inaccurate") or scaled is None:
+        bound = (f"; with matching.weight_upper_bound={weight_upper_bound:g} no candidate may weigh more, which may "
+                 "be what makes it impossible: raise or drop the bound") if weight_upper_bound is not None else ""
         raise MatchingError(
             f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
-            "(do their FIMs together cover every direction the target needs?)")
+            f"(do their FIMs together cover every direction the target needs?){bound}")
     if status != "optimal":
         raise MatchingError(f"matching.solver={solver}: status {status!r}; this is not a trustworthy selection: "
                             f"{_hint(solver)}")

@@ -100,6 +100,10 @@ def candidates(frames: Sequence[Atoms], hashes: Sequence[str], kinds: Sequence[t
     out: dict[str, Candidate] = {}
     for i, (atoms, h, qs, raw) in enumerate(zip(frames, hashes, kinds, raw_masks)):
         for q in qs:
+            if q == "stress" and not atoms.pbc.all():
+                where = f"image {h} ({atoms.info.get('source', 'no source')})"
+                raise InputError(f"{where}: asks for stress, which needs a cell periodic in all three directions "
+                                 f"(pbc is {atoms.pbc.tolist()}); ask for energy or forces")
             masked = raw is not None and (len(qs) == 1 or q == "forces")
             mask = as_row_weights(raw, atoms, q, f"image {h}") if masked else None
             c = Candidate(i, h, q, mask)

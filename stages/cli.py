@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.core.atomic import temp_name, write_bytes
-from pipeline.core.errors import AtomsieveError, ConfigError
+from pipeline.core.errors import AtomsieveError, ConfigError, Interrupted
 from pipeline.core.store import Store
 from stages import overrides as recorded
 from stages.common import load_config
@@ -104,7 +104,33 @@ def experiment(name: str, queue: bool, conf_dir: Path) -> int:
     # the whole pipeline, not only learn: every metric dvc exp show lists must be of this preset's params
     command = ["dvc", "exp", "run", "-n", name, "-S", f"+experiment={name}", *(["--queue"] if queue else [])]
     print("running: " + " ".join(command), file=sys.stderr)
-    return subprocess.run(command).returncode
+    params = Path("params.yaml")
+    before = params.read_bytes() if params.exists() else None
+    child = subprocess.Popen(command, preexec_fn=die_with_parent)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to both: DVC stops and cleans up its run
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.terminate()
+            child.wait()
+        if before is not None and params.read_bytes() != before:  # the preset's params DVC staged
+            write_bytes(params, before)
+        raise Interrupted(f"atomsieve experiment {name}: interrupted; DVC stopped the run and recorded nothing "
+                          "(`dvc exp show` lists no such experiment), and params.yaml is as it was") from None
+
+
+def die_with_parent() -> None:
+    """In a child: be killed when atomsieve dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG),
+    so that no `dvc exp run` is left running on its own."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except OSError:  # not Linux: no such call
+        pass
 
 
 def compose_command(given: list[str], out: Path, conf_dir: Path, reset: bool, forget: list[str],
@@ -260,6 +286,12 @@ def main(argv: list[str] | None = None) -> None:
         result = {"info": lambda: asdict(store.info()), "gc": store.gc,
                   "pack": lambda: {"packed_entries": store.pack()}}[args.action]()
         print(json.dumps(result, indent=2))
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print("interrupted: nothing was changed", file=sys.stderr)
+        raise SystemExit(130) from None
     except AtomsieveError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

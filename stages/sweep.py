@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from pipeline.core.atomic import staged
-from pipeline.core.errors import ConfigError, InputError
+from pipeline.core.errors import ConfigError, InputError, Interrupted
 from pipeline.core.report import cell, markdown_table
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,30 @@ def run_queue(names: list[str], jobs: int, timeout: float) -> dict[str, str]:
             time.sleep(POLL_SECONDS)
         raise InputError(f"atomsieve sweep: the experiments did not finish within {timeout:.0f} s: {status}")
     finally:
-        dvc("queue", "stop", check=False)
+        if not others_pending(names):  # never stop workers another sweep or user still needs
+            dvc("queue", "stop", check=False)
+
+
+def others_pending(names: list[str]) -> bool:
+    """Whether the queue holds experiments not of ``names`` that are queued or running."""
+    for line in dvc("queue", "status", check=False).splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] not in names and parts[-1] in ("Queued", "Running"):
+            return True
+    return False
+
+
+def abandon(name: str, names: list[str]) -> str:
+    """After Ctrl-C: the sweep's experiments still queued removed; what is left said."""
+    status = queue_status(names)
+    waiting = [n for n, s in status.items() if s == "Queued"]
+    if waiting:
+        dvc("queue", "remove", *waiting, check=False)
+    if not others_pending(names):
+        dvc("queue", "stop", "--kill", check=False)
+    done = [n for n, s in status.items() if s == "Success"]
+    return (f"atomsieve sweep {name}: interrupted; {len(waiting)} queued experiments removed, {len(done)} finished "
+            f"kept{f' (`atomsieve sweep --report {name}` reports them)' if done else ''}")
 
 
 def queue_status(names: list[str]) -> dict[str, str]:
@@ -150,10 +173,22 @@ def _get(tree: dict, dotted: str):
     return tree
 
 
-def table(name: str, keys: list[str], data: dict[str, dict]) -> tuple[list[str], list[dict]]:
+def members(name: str, data: dict[str, dict], recorded: list[str] | None = None) -> list[str]:
+    """The sweep's experiments, in order: those its record names, else ``<name>-<i>``
+    exactly (not sweep ``<name>-9``'s ``<name>-9-<i>``)."""
+    import re
+
+    if recorded is not None:
+        return [e for e in recorded if e in data]
+    own = re.compile(rf"{re.escape(name)}-(\d+)")
+    return sorted((e for e in data if own.fullmatch(e)), key=lambda e: int(e.rsplit("-", 1)[1]))
+
+
+def table(name: str, keys: list[str], data: dict[str, dict],
+          recorded: list[str] | None = None) -> tuple[list[str], list[dict]]:
     """The report's columns (swept keys, then every metric as ``file:key``) and rows."""
     rows, metrics = [], []
-    for exp in sorted((e for e in data if e.startswith(f"{name}-")), key=lambda e: int(e.rsplit("-", 1)[1])):
+    for exp in members(name, data, recorded):
         d = data[exp]
         params = (d.get("params") or {}).get("params.yaml", {}).get("data", {})
         row = {"experiment": exp, **{k: _get(params, k) for k in keys}}
@@ -174,11 +209,11 @@ def table(name: str, keys: list[str], data: dict[str, dict]) -> tuple[list[str],
 RECOMMENDATION = "outputs/recommend/recommendation.csv"
 
 
-def selections(name: str, data: dict[str, dict]) -> dict[str, list[str] | None]:
+def selections(name: str, data: dict[str, dict], recorded: list[str] | None = None) -> dict[str, list[str] | None]:
     """``{experiment: [source quantity, ...]}`` of the configurations each experiment of
     the sweep recommends computing, read from its commit (None where it has none)."""
     out = {}
-    for exp in sorted((e for e in data if e.startswith(f"{name}-")), key=lambda e: int(e.rsplit("-", 1)[1])):
+    for exp in members(name, data, recorded):
         rev = data[exp].get("rev")
         proc = subprocess.run(["git", "show", f"{rev}:{RECOMMENDATION}"], capture_output=True, text=True)
         if not rev or proc.returncode:
@@ -199,15 +234,18 @@ def report(name: str, keys: list[str] | None = None) -> Path:
     from pipeline.core import plots
 
     folder = OUT / name
-    keys = keys if keys is not None else _recorded_keys(folder)
+    record = _record(folder)
+    if keys is None and "keys" not in record:
+        raise InputError(f"{folder}/keys.json: no record of sweep {name!r} (run `atomsieve sweep` first)")
+    keys = keys if keys is not None else record["keys"]
     data = experiments_by_name()
-    columns, rows = table(name, keys, data)
+    columns, rows = table(name, keys, data, record.get("experiments"))
     metrics = columns[1 + len(keys):]
     numeric = [c for c in changed(metrics, rows)
                if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
     pairs = [(c, k) for c in numeric for k in keys]  # a plot of each changed metric against each swept key
     names = ["report.md", "results.csv", "keys.json", *[f"{_file(c)}__vs__{_file(k)}.png" for c, k in pairs]]
-    chosen = selections(name, data)
+    chosen = selections(name, data, record.get("experiments"))
     with staged([folder / n for n in names]) as paths:
         paths[0].write_text(_markdown(name, keys, columns, rows, list(zip([c for c, _ in pairs], names[3:])), chosen))
         buf = io.StringIO()
@@ -215,19 +253,29 @@ def report(name: str, keys: list[str] | None = None) -> Path:
         writer.writeheader()
         writer.writerows(rows)
         paths[1].write_text(buf.getvalue())
-        paths[2].write_text(json.dumps(keys))
+        paths[2].write_text(json.dumps({"keys": keys, "experiments": [r["experiment"] for r in rows]}))
         for path, (col, key) in zip(paths[3:], pairs):
             order = [key, *[k for k in keys if k != key]]
             plots.sweep(order, [{k: r.get(k) for k in keys} for r in rows], [r.get(col) for r in rows], col, path)
     return folder
 
 
-def _recorded_keys(folder: Path) -> list[str]:
+def _record(folder: Path) -> dict:
+    """The sweep's record, keys.json: its swept keys and experiments (an older record:
+    the keys alone); empty before the sweep has queued anything."""
     try:
-        return json.loads((folder / "keys.json").read_text())
+        data = json.loads((folder / "keys.json").read_text())
+    except FileNotFoundError:
+        return {}
     except (OSError, ValueError) as err:
-        raise InputError(f"{folder}/keys.json: no record of the swept keys (run `atomsieve sweep` first): {err}") \
-            from err
+        raise InputError(f"{folder}/keys.json: not a sweep's record ({err}); run `atomsieve sweep` again") from err
+    return {"keys": data} if isinstance(data, list) else data
+
+
+def write_record(name: str, keys: list[str], experiments: list[str]) -> None:
+    folder = OUT / name
+    with staged([folder / "keys.json"]) as (path,):
+        path.write_text(json.dumps({"keys": keys, "experiments": experiments}))
 
 
 def _file(column: str) -> str:
@@ -277,11 +325,19 @@ def sweep(overrides: list[str], name: str, jobs: int, conf_dir: Path, recorded: 
     combos = expand(overrides)
     check_all(combos, conf_dir, recorded)
     names = queue(name, combos)
+    write_record(name, swept_keys(overrides), names)
+    try:
+        return finish(name, names, jobs, timeout)
+    except KeyboardInterrupt:
+        raise Interrupted(abandon(name, names)) from None
+
+
+def finish(name: str, names: list[str], jobs: int, timeout: float) -> Path:
     print(f"queued {len(names)} experiments {names[0]} .. {names[-1]}; running them on {jobs} workers",
           file=sys.stderr)
     status = run_queue(names, jobs, timeout)
     failed = sorted(n for n, s in status.items() if s != "Success")
-    folder = report(name, swept_keys(overrides))
+    folder = report(name)
     if failed:
         raise InputError(f"atomsieve sweep: experiments {failed} failed (`dvc queue logs <name>` says why); "
                          f"the report in {folder} shows the others")

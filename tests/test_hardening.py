@@ -335,3 +335,65 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
     proc = stage_cli("hash", params, tmp_path / "a_file/out", cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and lines[-1].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_sweeps_report_holds_its_own_experiments_only():
+    """Sweep `A` and sweep `A-9`: A's report is A-0 and A-1, never A-9-0."""
+    from stages.sweep import members
+
+    data = {name: {} for name in ("A-0", "A-1", "A-9-0", "A-9-1", "AB-0", "A-x")}
+    assert members("A", data) == ["A-0", "A-1"] and members("A-9", data) == ["A-9-0", "A-9-1"]
+    assert members("A", data, ["A-1", "A-0", "A-5"]) == ["A-1", "A-0"]  # the record, where there is one
+
+
+@pytest.mark.heavy
+def test_ctrl_c_and_kill_of_atomsieve_experiment_leave_nothing_behind(repo_copy):
+    """SIGINT to the process group while `atomsieve experiment` runs DVC (as a terminal's
+    Ctrl-C does): one line, no traceback, no experiment recorded, no DVC process left.
+    SIGKILL of atomsieve alone: its `dvc exp run` dies with it."""
+    import signal
+    import time
+
+    from test_dvc import sh
+
+    sh(repo_copy, "git", "add", "-A")
+    sh(repo_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+    def start():
+        proc = subprocess.Popen([f"{BIN}/atomsieve", "experiment", "sw_si_elastic"], cwd=repo_copy, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not dvc_children(proc.pid):
+            time.sleep(0.2)
+        time.sleep(3)  # into the stages
+        return proc
+
+    proc = start()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert "sw_si_elastic" not in sh(repo_copy, "dvc", "exp", "list", "--all-commits")
+    assert sh(repo_copy, "git", "status", "--porcelain", "params.yaml").strip() == ""  # nothing staged left
+    assert "interrupted: " in err.strip().splitlines()[-1]
+    proc = start()
+    children = dvc_children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    assert children and not [c for c in children if alive(c)], "an orphan dvc exp run"
+
+
+def dvc_children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()
+            if line.split()[1] == str(pid) and "dvc" in line and "exp" in line]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return bool(state) and not state.startswith("Z")

@@ -32,7 +32,8 @@ def run(cfg: Config, out: Path) -> dict:
     with timers("read"):
         frames, sources = dataset.read_all(d.paths, d.require, d.root, d.min_distance)
     carried = (cfg.descriptors.key,) if cfg.descriptors.name == CARRIED else ()
-    frames, dropped = dataset.without_keys(frames, [k.key for k in KEYS if k.key not in carried])
+    inputs = {*carried, cfg.fim.quantity_key, cfg.fim.mask_key}  # keys the data give atomsieve on purpose
+    frames, dropped = dataset.without_keys(frames, [k.key for k in KEYS if k.key not in inputs])
     if dropped:  # an input named like an output would pass for one of atomsieve's results
         log.warning("the data carry keys named like atomsieve's outputs, dropped here (atomsieve computes them; "
                     "rename them in your data to keep them): %s",

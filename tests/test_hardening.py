@@ -254,6 +254,7 @@ def test_input_keys_named_like_outputs_are_dropped_and_said(tmp_path, caplog):
     for atoms in frames[:3]:
         atoms.arrays["quests_delta_entropy_score"] = np.full(len(atoms), 7.0)
         atoms.info["selection_rank"] = 1
+        atoms.info["fim_quantity"] = "energy"  # named like an output, but the request fim.quantity_key reads
     ase.io.write(tmp_path / "d.extxyz", frames)
     cfg = load_config(ROOT / "params.yaml", [f"dataset.paths=[{tmp_path / 'd.extxyz'}]", f"dataset.root={tmp_path}"])
     done = hash_stage.run(cfg, tmp_path / "hash")
@@ -261,6 +262,7 @@ def test_input_keys_named_like_outputs_are_dropped_and_said(tmp_path, caplog):
     assert "dropped here" in caplog.text and "selection_rank (3 frames)" in caplog.text
     images = ase.io.read(tmp_path / "hash/images.extxyz", ":")
     assert all("selection_rank" not in a.info and "quests_delta_entropy_score" not in a.arrays for a in images)
+    assert [a.info.get("fim_quantity") for a in images] == ["energy"] * 3 + [None]
     assert all(a.get_potential_energy() == pytest.approx(f.get_potential_energy()) for a, f in zip(images, frames))
 
 

@@ -399,3 +399,78 @@ def alive(pid: int) -> bool:
         return False
     state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
     return bool(state) and not state.startswith("Z")
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("kind", ["unlabelled", "all duplicates"])
+def test_unlabelled_or_all_duplicate_data_pass_the_default_pipeline(repo_copy, kind):
+    """README's own-data route with data that carry no labels, or one structure many times:
+    `dvc repro` passes, the scores that need labels say they scored nothing."""
+    import json
+
+    import ase.io
+    from conftest import labelled_si
+    from test_dvc import sh
+
+    frames = [labelled_si(seed) for seed in range(6)] if kind == "unlabelled" else [labelled_si(0)] * 5
+    for atoms in frames if kind == "unlabelled" else ():
+        atoms.calc = None
+    (repo_copy / "data/mine").mkdir()
+    ase.io.write(repo_copy / "data/mine/d.extxyz", frames)
+    sh(repo_copy, "atomsieve", "compose", "dataset.paths=[data/mine/d.extxyz]", "ltau=disabled",
+       *(["dataset.test_fraction=0"] if kind != "unlabelled" else []))
+    sh(repo_copy, "git", "add", "-A")
+    sh(repo_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "mine")
+    log = sh(repo_copy, "dvc", "repro")
+    assert "energy_outlier: nothing scored" in log
+    summary = json.loads((repo_copy / "outputs/energy_outlier/summary.json").read_text())
+    assert summary["counts"]["scored"] == 0 and summary["note"]
+    assert (repo_copy / "outputs/recommend/recommendation.csv").exists()
+
+
+@pytest.mark.heavy
+def test_ctrl_c_of_a_sweep_leaves_no_queued_experiment_nor_traceback(repo_copy):
+    import signal
+    import time
+
+    from test_dvc import sh
+
+    sh(repo_copy, "git", "add", "-A")
+    sh(repo_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([f"{BIN}/atomsieve", "sweep", "dataset.seed=1,2,3", "--name", "cc", "-j", "1"],
+                            cwd=repo_copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and "Running" not in sh(repo_copy, "dvc", "queue", "status"):
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: atomsieve sweep cc: interrupted;")
+    status = sh(repo_copy, "dvc", "queue", "status")
+    assert not [line for line in status.splitlines() if " cc-" in line and "Queued" in line], status
+
+
+@pytest.mark.heavy
+def test_two_sweeps_at_once_both_finish(repo_copy):
+    """Each sweep stops the queue's workers only when nothing else waits for them: two
+    sweeps started together both end with their report, neither stranded."""
+    import time
+
+    from test_dvc import sh
+
+    sh(repo_copy, "git", "add", "-A")
+    sh(repo_copy, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    procs = []
+    for name, seed in (("one", 1), ("two", 2)):
+        procs.append(subprocess.Popen([f"{BIN}/atomsieve", "sweep", f"dataset.seed={seed}", "--name", name, "-j", "1",
+                                       "--timeout", "400"], cwd=repo_copy, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+        time.sleep(5)
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    for name in ("one", "two"):
+        assert (repo_copy / f"outputs/sweeps/{name}/report.md").exists()

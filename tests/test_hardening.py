@@ -327,9 +327,8 @@ def test_an_ase_calculator_with_an_empty_list_parameter_is_not_a_traceback():
 
 
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
-    from conftest import labelled_si
-
     import ase.io
+    from conftest import labelled_si
 
     ase.io.write(tmp_path / "d.extxyz", [labelled_si(s) for s in range(3)])
     params = params_file(tmp_path / "p.yaml", [f"dataset.root={tmp_path}", f"dataset.paths=[{tmp_path / 'd.extxyz'}]"])

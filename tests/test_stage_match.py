@@ -129,3 +129,12 @@ def test_match_refuses_fims_over_other_parameters(example, tmp_path):
                                          r"A:0,lambda:0"):
         match.run(cfg, tmp_path / "o", tmp / "fim_train/fims.extxyz", tmp_path / "t.json")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_weight_bound_that_makes_matching_impossible_is_named_by_the_stage(example, tmp_path):
+    _, tmp = example
+    proc, out = cli(tmp_path, "match", "--fims", str(tmp / "fim_train/fims.extxyz"), "--target",
+                    str(tmp / "fim_property/fim_property.json"), overrides=["matching.weight_upper_bound=1e-9"])
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "matching.weight_upper_bound=1e-09 no candidate may weigh more" in last, proc.stderr
+    assert not out.exists()

@@ -154,10 +154,23 @@ def queue_status(names: list[str]) -> dict[str, str]:
     return out
 
 
+def exp_show(tries: int = 5) -> str:
+    """``dvc exp show --json``; tried again when it fails while another run's temporary
+    workspace comes or goes (DVC lists them as it reads them: two sweeps at once)."""
+    for attempt in range(tries):
+        try:
+            return dvc("exp", "show", "--json", "--no-pager")
+        except InputError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(POLL_SECONDS)
+    return ""
+
+
 def experiments_by_name() -> dict[str, dict]:
     """``{name: data}`` of every named experiment, from ``dvc exp show --json``."""
     out = {}
-    for commit in json.loads(dvc("exp", "show", "--json", "--no-pager") or "[]"):
+    for commit in json.loads(exp_show() or "[]"):
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 if rev.get("name") and rev.get("data"):

@@ -101,8 +101,8 @@ Shapes = Mapping[str, tuple[int | None, ...]]  # what a computation declares it 
 
 
 def conformity(arrays: Arrays, shapes: Shapes | None = None) -> str:
-    """Why an entry is not what a computation returns ("" if it is): its floating arrays
-    float64 and finite; given ``shapes``, exactly those names, float64, with those shapes."""
+    """Why an entry is not what a computation returns ("" if it is): floating arrays float64 and
+    finite; given ``shapes``, exactly those names, float64, with those shapes."""
     for name, a in arrays.items():
         if a.dtype.kind == "f" and a.dtype != np.float64 or shapes is not None and a.dtype != np.float64:
             return f"{name!r} is {a.dtype}, expected float64"
@@ -170,8 +170,7 @@ def check_place(root: Path) -> None:
 
 
 class Store:
-    """A content-addressed store rooted at ``root`` (created on first write, with its
-    marker file)."""
+    """A content-addressed store rooted at ``root`` (created, with its marker, on first write)."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -190,8 +189,7 @@ class Store:
                              "store.path must name a folder") from err
 
     def check_is_store(self, action: str) -> None:
-        """Refuse to maintain a folder that is not a store: it holds the marker, or only
-        what a store holds (a store made before the marker existed gets it)."""
+        """Refuse a folder that is not a store: it has the marker, or only a store's files (then gets it)."""
         if not self.root.is_dir():
             raise StoreError(f"atomsieve store {action}: {self.root}: no such store")
         if (self.root / MARKER).exists():
@@ -227,16 +225,14 @@ class Store:
         return self._get_packed(key) if reload or key in self._index else None
 
     def discard(self, path: Path) -> None:
-        """Remove a bad loose entry; in a read-only store, leave it (it is recomputed each
-        time, and `atomsieve store gc` removes it where the store can be written)."""
+        """Remove a bad loose entry; a read-only store keeps it (unused; `store gc` removes it later)."""
         try:
             path.unlink(missing_ok=True)
         except OSError as err:
             log.warning("store: cannot remove %s (%s); it is not used", path, err.strerror)
 
     def discard_key(self, key: str) -> None:
-        """Remove ``key``'s loose entry if there is one (a packed one is superseded by the
-        next write of the key)."""
+        """Remove ``key``'s loose entry (a packed one is superseded by the next write of the key)."""
         self.discard(self._loose(key))
 
     def _get_packed(self, key: str) -> Arrays | None:

@@ -226,8 +226,9 @@ def stage_main(name: str, run: Callable[..., dict], default_out: str, watch: Cal
         before = fingerprints(watched)
         cfg = load_config(args.params)
         setup_logging(cfg.runtime.log_level)
-        watched += list(watch(cfg)) if watch is not None else []
-        before.update(fingerprints(watched[1 + len(inputs):]))
+        named = list(watch(cfg)) if watch is not None else []  # files the params name, known once they are read
+        before.update(fingerprints(named))
+        watched += named
         with logging_redirect_tqdm():  # log lines go above a progress bar, never through it
             run(cfg, Path(args.out), **{key: Path(getattr(args, key)) for key in inputs})
         check_unchanged(before, watched)

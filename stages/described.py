@@ -41,15 +41,19 @@ def read_array(path: Path, key: str) -> np.ndarray:
     return check_descriptors(x, f"{key}={path}")
 
 
-def descriptors_of_file(cfg: Config, value: str, key: str) -> tuple[np.ndarray, int]:
+def descriptors_of_file(cfg: Config, value: str, key: str, check=None) -> tuple[np.ndarray, int]:
     """The descriptors (N, d) of the file param ``key`` names (under ``dataset.root``):
-    a ``.npy`` array as it is, or a file of frames described by ``cfg.descriptors``;
-    and how many of its images were computed now."""
+    a ``.npy`` array as it is, or a file of frames described by ``cfg.descriptors``
+    (``check(hashes, where)`` called on their image hashes first, if given); and how
+    many of its images were computed now."""
     path, = expand_paths([value], cfg.dataset.root, key)
     if path.suffix == ARRAY_SUFFIX:
         return read_array(path, key), 0
     frames = read_checked(path, cfg.dataset.min_distance)
-    found = describe_frames(cfg, frames, image_hashes(frames), [f"{key}={path}: frame {i}" for i in range(len(frames))])
+    hashes = image_hashes(frames)
+    if check is not None:
+        check(hashes, f"{key}={path}")
+    found = describe_frames(cfg, frames, hashes, [f"{key}={path}: frame {i}" for i in range(len(frames))])
     return check_descriptors(found.values, f"{key}={path}"), found.computed
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atoms.dataset import expand_paths, read_checked
-from pipeline.atoms.hashing import image_hashes
+from pipeline.atoms.dataset import expand_paths
 from pipeline.core.atomic import staged
 from pipeline.core.errors import ConfigError, InputError
 from pipeline.core.outputs import IMAGE_HASH
@@ -54,24 +53,15 @@ def disabled(cfg: Config, out: Path) -> dict:
         return write_summary(t_summary, "ltau_fit", {"ltau": as_dict(cfg.ltau)}, {"enabled": False}, Timers())
 
 
-def check_in_dataset(cfg: Config, key: str, value: str, images: Path) -> None:
-    """Training images (not a .npy of descriptors) must be images of the dataset."""
-    if key != "ltau.train_images":
-        return
-    path, = expand_paths([value], cfg.dataset.root, key)
-    train = image_hashes(read_checked(path, cfg.dataset.min_distance))
-    ltau.check_training_images(train, (a.info[IMAGE_HASH.key] for a in read_images(images)), f"{key}={path}")
-
-
 def run(cfg: Config, out: Path, images: Path) -> dict:
     c, timers = cfg.ltau, Timers()
     if not c.enabled:
         return disabled(cfg, out)
     key, value = training_source(c)
     logs = expand_paths(c.error_logs, cfg.dataset.root, "ltau.error_logs")
-    check_in_dataset(cfg, key, value, images)
-    with timers("descriptors"):
-        train, computed = descriptors_of_file(cfg, value, key)
+    with timers("descriptors"):  # training frames (not a .npy) must be images of the dataset
+        train, computed = descriptors_of_file(cfg, value, key, lambda hashes, where: ltau.check_training_images(
+            hashes, (a.info[IMAGE_HASH.key] for a in read_images(images)), where))
     errors = ltau.error_samples([load_log(p) for p in logs], len(train), [str(p) for p in logs])
     lo, hi = c.range if c.range is not None else (None, None)
     with timers("fit"):

@@ -9,11 +9,11 @@ experiment's name first in each.
 """
 
 import json
-import subprocess
 from pathlib import Path
 
 from pipeline.core.errors import InputError
 from pipeline.core.report import cell
+from stages.sweep import changed, exp_show
 
 WIDTH = 120
 
@@ -21,11 +21,8 @@ WIDTH = 120
 def experiments(prefix: str | None = None) -> list[tuple[str, dict]]:
     """``[(name, data)]`` of the workspace, its baseline and every named experiment (only
     those starting with ``prefix`` if given), from ``dvc exp show --json``."""
-    proc = subprocess.run(["dvc", "exp", "show", "--json", "--no-pager"], capture_output=True, text=True)
-    if proc.returncode:
-        raise InputError(f"dvc exp show failed: {proc.stderr.strip() or proc.stdout.strip()}")
     out = []
-    for commit in json.loads(proc.stdout or "[]"):
+    for commit in json.loads(exp_show() or "[]"):
         name = "workspace" if commit.get("rev") == "workspace" else (commit.get("name") or str(commit.get("rev"))[:7])
         if commit.get("data") and prefix is None:
             out.append((name, commit["data"]))
@@ -58,8 +55,7 @@ def flatten(data: dict) -> dict[str, object]:
 def changed_columns(rows: list[dict]) -> list[str]:
     """Columns whose shown value differs between the rows, params first."""
     columns = list(dict.fromkeys(c for r in rows for c in r))
-    differ = [c for c in columns if len({cell(r.get(c)) for r in rows}) > 1]
-    return sorted(differ, key=lambda c: (not c.startswith("param:"), columns.index(c)))
+    return sorted(changed(columns, rows), key=lambda c: (not c.startswith("param:"), columns.index(c)))
 
 
 def short_names(columns: list[str]) -> dict[str, str]:

@@ -12,6 +12,15 @@ from conftest import ROOT, example_config, params_file, stage_cli
 BIN = str(Path(sys.executable).parent)
 
 
+def project(tmp_path):
+    """conf/ and the example's data, as a user's project has them."""
+    import shutil
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    return tmp_path
+
+
 def atomsieve(cwd, *args):
     return subprocess.run([f"{BIN}/atomsieve", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
@@ -27,10 +36,7 @@ def test_no_command_from_config(tmp_path, kwargs, key):
     """MOPAC (a file-based calculator) with a command in calculator_kwargs: refused by
     compose and by the stage as DVC runs it, naming the key; no command runs, no file
     appears, in the project or elsewhere."""
-    import shutil
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    project(tmp_path)
     mark = tmp_path / "MARK"
     overrides = ["potential.type=ase", "potential.calculator=ase.calculators.mopac.MOPAC",
                  f"potential.calculator_kwargs={kwargs.replace('MARK', str(mark))}", "potential.parameters_optimize={A:[[default]]}"]
@@ -94,10 +100,7 @@ def test_compose_refuses_while_dvc_holds_the_lock_and_names_a_damaged_lock_file(
     """DVC flocks .dvc/tmp/lock for the whole of `dvc repro`; compose waits for it to end.
     A dvc.lock cut short is named with the command that restores it."""
     import fcntl
-    import shutil
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    project(tmp_path)
     (tmp_path / ".dvc/tmp").mkdir(parents=True)
     lock = tmp_path / ".dvc/tmp/lock"
     lock.touch()
@@ -190,21 +193,10 @@ def test_store_maintenance_refuses_what_is_not_a_store(tmp_path):
         assert proc.returncode == 1 and "is not an atomsieve store" in proc.stderr and old.exists(), proc.stderr
     proc = atomsieve(tmp_path, "store", "gc", "--path", "/var")
     assert proc.returncode == 1 and "system folder /var" in proc.stderr
-    import shutil
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
+    project(tmp_path)
     proc = atomsieve(tmp_path, "compose", "store.path=/etc/atomsieve")
     assert proc.returncode == 1 and "store.path: /etc/atomsieve is in the system folder /etc" in proc.stderr
     assert not Path("/etc/atomsieve").exists()
-
-
-def project(tmp_path):
-    import shutil
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    shutil.copytree(ROOT / "data/example", tmp_path / "data/example")
-    return tmp_path
 
 
 @pytest.mark.parametrize("override,message", [

@@ -48,7 +48,8 @@ def test_balancing_is_a_congruence_that_keeps_the_target_block_diagonal():
     x = rng.normal(size=(30, 4, 2))
     cands = x @ x.transpose(0, 2, 1)
     target = np.diag([1e4, 1.0, 1e-6, 0.0])
-    s = g.balancing(cands, target)
+    white = g.whitening(target)
+    s = g.balancing(g.congruent(cands, white.s), white)
     assert np.linalg.matrix_rank(s) == 4
     t = g.congruent(target, s)
     assert np.allclose(t[:3, 3], 0) and t[3, 3] == pytest.approx(0, abs=1e-12)

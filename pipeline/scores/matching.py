@@ -63,7 +63,7 @@ class Match:
     selected: tuple[int, ...]  # indices of nonzero weights, sorted
     status: str  # the solver's status: always optimal (anything else is an error)
     solver: str
-    min_eigenvalue: float  # λ_min(S^T (Σ w F − F_target) S) over the kept weights (target: 1 in each direction)
+    min_eigenvalue: float  # matching_geometry.shortfall of the kept weights: −(share of the target missed), ≥ 0 if none
     seconds: float
     duals: np.ndarray  # (n,) reduced cost of each candidate relative to its cost (0: the optimum uses it)
     dropped: tuple[int, ...]  # candidates the solver gave a weight that was dropped as noise, sorted
@@ -146,9 +146,9 @@ def _hint(solver: str) -> str:
             "matching.weight_upper_bound")
 
 
-def _scaled_confs(configs: dict) -> np.ndarray:
-    """Each candidate's fim_scale, as ConvexOpt reads it (1 for a bare matrix)."""
-    return np.array([v.get("fim_scale", 1.0) if isinstance(v, dict) else 1.0 for v in configs.values()])
+def _scaled_confs(configs: dict, key: str = "fim_scale") -> np.ndarray:
+    """Each candidate's ``fim_scale`` (or ``weight_scale``), as ConvexOpt reads it (1 for a bare matrix)."""
+    return np.array([v.get(key, 1.0) if isinstance(v, dict) else 1.0 for v in configs.values()])
 
 
 def _configs(candidates: np.ndarray, target: np.ndarray, precondition: str):
@@ -190,9 +190,8 @@ def _solve(candidates, target, precondition, solver, weight_upper_bound):
     z = opt.constraints[1].dual_value if scaled is not None else None
     if z is not None and weight_upper_bound is None:
         t_scale = target_in.get("fim_scale", 1.0) if isinstance(target_in, dict) else 1.0
-        costs = np.array([v.get("weight_scale", 1.0) if isinstance(v, dict) else 1.0 for v in configs.values()])
         bound = geometry.lower_bound(np.asarray(z, dtype=float), candidates * scale_conf[:, None, None],
-                                     target * t_scale, costs)
+                                     target * t_scale, _scaled_confs(configs, "weight_scale"))
     return opt, scaled, duals, scale_conf / opt.scale_qoi, bound
 
 
@@ -201,7 +200,8 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P).
 
     Raises :class:`MatchingError` unless the solver reports ``optimal`` and the kept
-    weights (rescaled if needed) satisfy S^T (Σ wᵢ Fᵢ − F_target) S ⪰ −``max_violation``."""
+    weights (rescaled if needed) miss at most ``max_violation`` of the target's
+    information in any direction it needs (:func:`matching_geometry.shortfall`)."""
     check_choice("matching.precondition", precondition, PRECONDITIONS)
     check_choice("matching.solver", solver, SOLVERS)
     check_fims(candidates, target)
@@ -220,7 +220,7 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     white = geometry.whitening(target)
     w_cands = geometry.congruent(candidates, white.s)
     if precondition == "balance":
-        s_solve = geometry.balancing(candidates, target)
+        s_solve = geometry.balancing(w_cands, white)
         solve_c, solve_t = geometry.congruent(candidates, s_solve), geometry.congruent(target, s_solve)
     else:
         solve_c, solve_t = candidates, target
@@ -234,11 +234,11 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     seconds = time.perf_counter() - start
     status = opt.problem.status
     if status in ("infeasible", "infeasible_inaccurate") or scaled is None:
-        bound = (f"; with matching.weight_upper_bound={weight_upper_bound:g} no candidate may weigh more, which may "
-                 "be what makes it impossible: raise or drop the bound") if weight_upper_bound is not None else ""
+        capped = (f"; with matching.weight_upper_bound={weight_upper_bound:g} no candidate may weigh more, which may "
+                  "be what makes it impossible: raise or drop the bound") if weight_upper_bound is not None else ""
         raise MatchingError(
             f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
-            f"(do their FIMs together cover every direction the target needs?){bound}")
+            f"(do their FIMs together cover every direction the target needs?){capped}")
     if status != "optimal":
         raise MatchingError(f"matching.solver={solver}: status {status!r}; this is not a trustworthy selection: "
                             f"{_hint(solver)}")
@@ -263,12 +263,12 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
             f"{_hint(solver)}")
     weights = weights * factor
     selected = tuple(int(i) for i in np.flatnonzero(weights))
-    gap = optimality_gap(weights, unscale, bound, precondition)
+    gap = optimality_gap(weights, unscale, bound)
     return Match(weights, selected, status, solver, geometry.shortfall(weights, w_cands, white.rank), seconds, duals,
                  dropped, float(solved[list(dropped)].sum() / solved.sum()), factor, white.rank, white.condition, gap)
 
 
-def optimality_gap(weights: np.ndarray, unscale: np.ndarray, bound: float, precondition: str) -> float | None:
+def optimality_gap(weights: np.ndarray, unscale: np.ndarray, bound: float) -> float | None:
     """1 − (the dual's lower bound) / (the objective of the final weights), in the solved
     problem's scaling (``w̃ = w / unscale``); None where no bound applies (a weight bound,
     or a solver without duals)."""

@@ -55,11 +55,11 @@ def congruent(fims: np.ndarray, s: np.ndarray) -> np.ndarray:
     return (out + np.swapaxes(out, -1, -2)) / 2
 
 
-def balancing(candidates: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The congruence (P, P) the problem is solved in (module docstring)."""
-    white = whitening(target)
-    total = congruent(candidates, white.s).sum(axis=0)
-    p, r = len(target), white.rank
+def balancing(white_candidates: np.ndarray, white: Whitening) -> np.ndarray:
+    """The congruence (P, P) the problem is solved in (module docstring), from the
+    candidates already in the target's whitened coordinates."""
+    total = white_candidates.sum(axis=0)
+    p, r = len(white.s), white.rank
     rotate = np.zeros((p, p))
     for block, power in ((slice(0, r), 0.25), (slice(r, p), 0.5)):
         sub = total[block, block]

@@ -65,18 +65,22 @@ class Row:
     rank: int = 0  # 1-based, in ORDER then by importance
 
 
-def information_gains(fims: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """½ ln det(I + Sᵀ Fᵢ S) (n,), nats, over the directions the target needs."""
+def needed_blocks(fims: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Sᵀ Fᵢ S (n, r, r) on the r directions the target needs (S whitens it there)."""
     white = whitening(target)
-    g = congruent(fims, white.s)[:, :white.rank, :white.rank]
-    sign, logdet = np.linalg.slogdet(np.eye(white.rank) + g)
+    return congruent(fims, white.s)[:, :white.rank, :white.rank]
+
+
+def information_gains(blocks: np.ndarray) -> np.ndarray:
+    """½ ln det(I + Sᵀ Fᵢ S) (n,), nats, of :func:`needed_blocks`."""
+    sign, logdet = np.linalg.slogdet(np.eye(blocks.shape[1]) + blocks)
     return np.where(sign > 0, 0.5 * logdet, 0.0)
 
 
-def target_shares(fims: np.ndarray, weights: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Each candidate's share (n,) of the weighted selection's trace of Sᵀ A S."""
-    white = whitening(target)
-    traces = np.trace(congruent(fims, white.s)[:, :white.rank, :white.rank], axis1=1, axis2=2)
+def target_shares(blocks: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each candidate's share (n,) of the weighted selection's trace of Sᵀ A S (blocks:
+    :func:`needed_blocks`)."""
+    traces = np.trace(blocks, axis1=1, axis2=2)
     total = float(np.dot(weights, traces))
     return weights * traces / total if total > 0 else np.zeros(len(weights))
 
@@ -159,9 +163,8 @@ def recommend(cands: Sequence[Candidate], fims: np.ndarray, target: np.ndarray, 
     """One row per candidate (``fims`` (n, P, P) in the same order), sorted: compute (by
     selection rank, else weight), check label, consider, not needed (by information
     gain), no information; each with its reason and rank."""
-    weights = np.array([c.weight for c in cands])
-    gains = information_gains(fims, target)
-    shares = target_shares(fims, weights, target)
+    weights, blocks = np.array([c.weight for c in cands]), needed_blocks(fims, target)
+    gains, shares = information_gains(blocks), target_shares(blocks, weights)
     needs = needed_by(fims, weights, whitened_gradients(jacobian, covariance), value_names) if weights.any() else {}
     budget = any(c.selection_rank is not None for c in cands)
     rows = []

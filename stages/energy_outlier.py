@@ -43,6 +43,11 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     z, basis, note = z_scores(frames) if frames else (np.zeros(0), [], "no image has an energy label")
     if note:  # unlabelled data are welcome: this score needs labels, the pipeline does not
         log.warning("energy_outlier: nothing scored (%s); the other stages do not need labels", note)
+    elif not np.isfinite(z).all():
+        unscored = sorted({b_type for b_type, v in zip((str(a.info.get(CONFIG_TYPE)) for a in frames), z)
+                           if not np.isfinite(v)})
+        log.info("energy_outlier: %d frames not scored, their configuration types (%s) having too few frames "
+                 "for a robust spread", int((~np.isfinite(z)).sum()), ", ".join(unscored))
     flagged = outliers(z, c.threshold)
     scores = {a.info[IMAGE_HASH.key]: {ENERGY_OUTLIER_SCORE.key: float(v) if np.isfinite(v) else None,
                                        SOURCE.key: a.info.get(SOURCE.key),

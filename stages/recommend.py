@@ -114,7 +114,7 @@ def run(cfg: Config, out: Path, images: Path, fims: Path, zero: Path, target: Pa
                              np.array([np.nan if r.candidate.dh_max is None else r.candidate.dh_max for r in rows]),
                              [r.recommendation for r in rows], [r.candidate.config_type or "(none)" for r in rows],
                              [Path(r.candidate.source).name for r in rows], t_png, f"{metrics['compute']} of {len(rows)} candidates to compute")
-        parts = sections(records, counts, cfg, Path(out / "recommendation.png"))
+        parts = sections(records, counts, cfg, Path(out / "recommendation.png"), goal["values"])
         t_md.write_text(report.markdown("Which configurations to compute, and why", parts))
         t_html.write_text(report.html_page("Which configurations to compute, and why", parts, "recommendation",
                                            {"recommendation.png": t_png.read_bytes()}))

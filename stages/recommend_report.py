@@ -22,14 +22,18 @@ GLOSSARY = (
 )
 
 
-def sections(records: list[dict], counts: dict, cfg: Config, png: Path) -> list[Section]:
+def sections(records: list[dict], counts: dict, cfg: Config, png: Path, targets: dict[str, float]) -> list[Section]:
     by_kind = {k: [r for r in records if r["recommendation"] == k] for k in rec.ORDER}
     compute = by_kind[rec.COMPUTE]
     types = sorted({r["config_type"] or "(none)" for r in compute})
     how = ("ranked by the budgeted selection (select stage)" if any(r["selection_rank"] for r in compute)
            else "by information matching: the fewest data that pin down the target properties")
+    target = ", ".join(f"{k} = {v:.4g}" for k, v in targets.items())
     out = [Section("The answer", (f"Compute {len(compute)} of {len(records)} candidates ({how}); configuration "
-                                  f"types: {', '.join(types) or 'none'}.",), BRIEF, tuple(compute))]
+                                  f"types: {', '.join(types) or 'none'}.",
+                                  f"The target properties, as the potential predicts them now: {target} "
+                                  f"(target.properties: {', '.join(cfg.target.properties)}; set yours with "
+                                  "`atomsieve compose target=...` or target.properties).",), BRIEF, tuple(compute))]
     if by_kind[rec.CHECK]:
         out.append(Section("Check these labels first", ("Their energies stand far from their configuration type's: "
                                                         "a wrong unit, a failed reference run or another energy "

@@ -359,6 +359,7 @@ def test_ctrl_c_and_kill_of_atomsieve_experiment_leave_nothing_behind(repo_copy)
         deadline = time.time() + 120
         while time.time() < deadline and not dvc_children(proc.pid):
             time.sleep(0.2)
+        assert dvc_children(proc.pid), "atomsieve experiment started no dvc exp run"
         time.sleep(3)  # into the stages
         return proc
 
@@ -378,9 +379,19 @@ def test_ctrl_c_and_kill_of_atomsieve_experiment_leave_nothing_behind(repo_copy)
 
 
 def dvc_children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines()
-            if line.split()[1] == str(pid) and "dvc" in line and "exp" in line]
+    """The `dvc exp` processes whose parent is ``pid``, read from /proc (``ps`` cuts its
+    lines at $COLUMNS where that is set, and CI's long paths then hide the arguments)."""
+    found = []
+    for entry in (e for e in Path("/proc").iterdir() if e.name.isdigit()):
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after the command name, which may hold spaces
+        if ppid == pid and any(a.endswith(b"dvc") for a in args) and b"exp" in args:
+            found.append(int(entry.name))
+    return found
 
 
 def alive(pid: int) -> bool:

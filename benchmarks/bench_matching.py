@@ -26,7 +26,7 @@ from pipeline.scores.property_fim import property_fim
 from stages.models import targets_of
 from stages.schema import MatchingConfig
 
-OPTIONS = {k: v for k, v in vars(MatchingConfig()).items() if k != "candidates"}
+OPTIONS = {k: v for k, v in vars(MatchingConfig()).items() if k not in ("candidates", "weight_upper_bound_key")}
 
 
 def match(cands, target, **options):

@@ -36,7 +36,7 @@ def child(kind: str, n: int) -> dict:
         from pipeline.scores.matching import match
         from stages.schema import MatchingConfig
 
-        options = {k: v for k, v in asdict(MatchingConfig()).items() if k != "candidates"}
+        options = {k: v for k, v in asdict(MatchingConfig()).items() if k not in ("candidates", "weight_upper_bound_key")}
         r = match(cands, target, **options)
         out = {"selected": len(r.selected), "min_eigenvalue_rel": r.min_eigenvalue, "status": r.status}
     else:

@@ -19,6 +19,9 @@
   (:mod:`stages.sweep`).
 - ``atomsieve show [PREFIX] [--all]``: the experiments side by side, only what differs
   between them, in blocks that fit 120 columns (:mod:`stages.show`).
+- ``atomsieve match --fims F --target T --out DIR [matching.KEY=VALUE...]``: information
+  matching on FIM files a user has (Orchestrator's, a .npz/.npy, atomsieve's own),
+  writing what the match stage writes; ``atomsieve select`` alike (:mod:`stages.brought`).
 - ``atomsieve store info|gc|pack``: inspect and maintain the content-addressed store.
 """
 
@@ -253,6 +256,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("prefix", nargs="?", help="only experiments whose name starts with this (e.g. a sweep's name)")
     p.add_argument("--all", action="store_true", help="every metric, not only those that differ")
     p.add_argument("--width", type=int, default=120)
+    p = sub.add_parser("match", help="information matching on FIM files you have (Orchestrator's, .npz, .npy)")
+    p.add_argument("--fims", type=Path, required=True,
+                   help="candidate FIMs: an extxyz (atomsieve's or Orchestrator's) or a .npz with ids, fims")
+    p.add_argument("--target", type=Path, required=True, help="target FIM: a json (atomsieve's or Orchestrator's) or .npy")
+    p.add_argument("--out", type=Path, required=True, help="folder for the outputs (written all or none)")
+    p.add_argument("overrides", nargs="*", help="matching.KEY=VALUE, e.g. matching.solver=SDPA "
+                   "'matching.solver_options={max_iters: 100}'")
+    p.add_argument("--log-level", default="INFO")
+    p = sub.add_parser("select", help="exactly K configurations from FIM files you have, by annealing")
+    p.add_argument("--fims", type=Path, required=True, help="candidate FIMs, as for atomsieve match")
+    p.add_argument("--target", type=Path, required=True, help="target FIM, as for atomsieve match")
+    p.add_argument("--out", type=Path, required=True, help="folder for the outputs (written all or none)")
+    p.add_argument("--descriptors", type=Path, help="atomsieve's descriptors.npz for the frames (diversity, FPS)")
+    p.add_argument("overrides", nargs="*", help="selection.KEY=VALUE, matching.KEY=VALUE, quests.bandwidth=H; "
+                   "e.g. selection.budget=5")
+    p.add_argument("--log-level", default="INFO")
     p = sub.add_parser("store", help="inspect or maintain the content-addressed store")
     p.add_argument("action", choices=["info", "gc", "pack"])
     p.add_argument("--path", type=Path, help="store root (default: store.path of --params)")
@@ -278,6 +297,18 @@ def main(argv: list[str] | None = None) -> None:
             from stages.show import show
 
             print(show(args.prefix, args.all, args.width), end="")
+            return
+        if args.command == "match":
+            from stages.brought import match_files
+
+            match_files(args.fims, args.target, args.out, args.overrides, args.log_level)
+            print(args.out / "weights.json")
+            return
+        if args.command == "select":
+            from stages.brought import select_files
+
+            select_files(args.fims, args.target, args.out, args.descriptors, args.overrides, args.log_level)
+            print(args.out / "summary.json")
             return
         if args.command == "experiment":
             raise SystemExit(experiment(args.name, args.queue, args.conf))

@@ -162,8 +162,9 @@ def as_dict(cfg) -> dict:
 
 def matching_options(m) -> dict:
     """``matching`` (MatchingConfig) as the keyword arguments of
-    :func:`pipeline.scores.matching.match`: every key but ``candidates``."""
-    return {k: v for k, v in asdict(m).items() if k != "candidates"}
+    :func:`pipeline.scores.matching.match`: every key but ``candidates`` and
+    ``weight_upper_bound_key`` (read with the candidates)."""
+    return {k: v for k, v in asdict(m).items() if k not in ("candidates", "weight_upper_bound_key")}
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -21,7 +21,7 @@ OUTPUTS = ("fim_property.json", "summary.json")
 
 def run(cfg: Config, out: Path) -> dict:
     timers = Timers()
-    targets = targets_of(cfg.target.properties)
+    targets = targets_of(cfg.target.properties, cfg.target.lammps.executable)
     with timers("fim_property"):
         result = property_fim(potential_of(cfg.potential), parameters.parse(cfg.potential.parameters_optimize),
                               transform_of(cfg.potential.transform), derivative_of(cfg.target.derivative), targets)

@@ -54,7 +54,7 @@ def run(cfg: Config, out: Path, images: Path) -> dict:
     hashes = [a.info[IMAGE_HASH.key] for a in frames]
     cands = candidates(frames, hashes, quantities(frames, hashes, f.quantity, f.quantity_key),
                        masks(frames, hashes, f.mask_key, []))
-    targets, potential = targets_of(cfg.target.properties), potential_of(cfg.potential)
+    targets, potential = targets_of(cfg.target.properties, cfg.target.lammps.executable), potential_of(cfg.potential)
     spec = parameters.parse(cfg.potential.parameters_optimize)
     loop = Loop(c.warmup, c.max_iterations, c.rtol, c.fit_method, c.energy_shift, c.max_nfev)
     matching = Matching(**matching_options(m))

@@ -23,9 +23,10 @@ def derivative_of(d: DerivativeConfig) -> Derivative:
     return Derivative(d.method, d.rel_step, d.min_step, json.dumps(d.numdifftools, sort_keys=True), d.abs_step)
 
 
-def targets_of(properties: dict) -> list:
+def targets_of(properties: dict, lammps_executable: str | None = None) -> list:
     """``target.properties``, each entry checked against its type's schema
-    (:data:`stages.schema.PROPERTY_SCHEMAS`, defaults filled in), as the library's targets."""
+    (:data:`stages.schema.PROPERTY_SCHEMAS`, defaults filled in), as the library's targets;
+    those computed by LAMMPS run ``lammps_executable`` (``target.lammps.executable``)."""
     from dataclasses import asdict
 
     from pipeline.core.errors import ConfigError, check_choice
@@ -38,7 +39,21 @@ def targets_of(properties: dict) -> list:
     for name, entry in properties.items():
         kind = check_choice(f"target.properties.{name}.type", dict(entry).get("type"), PROPERTY_SCHEMAS)
         typed[name] = asdict(typed_section(PROPERTY_SCHEMAS[kind], entry, f"target.properties.{name}"))
-    return parse_targets(typed)
+    from dataclasses import replace
+
+    targets = parse_targets(typed)
+    if lammps_executable is None:
+        return targets
+    from pipeline.models.lammps import check_executable
+
+    if not any(t.backend == "lammps" for t in targets):
+        import logging
+
+        logging.getLogger("atomsieve").warning("target.lammps.executable=%s is unused: no target property has "
+                                               "backend: lammps", lammps_executable)
+        return targets
+    path = check_executable(lammps_executable)
+    return [replace(t, executable=path) if t.backend == "lammps" else t for t in targets]
 
 
 def index_args_of(index: str, raw: dict) -> dict:

@@ -3,7 +3,8 @@ and every atom's delta entropy against a reference set.
 
 Inputs ``--descriptors`` (outputs/descriptors/descriptors.npz) and ``--images``
 (outputs/hash/images.extxyz). Outputs in ``--out`` (outputs/quests), all or none:
-metrics.json (DVC metrics), delta_entropy.extxyz (per-atom
+metrics.json (DVC metrics: over the environments ``quests.mask_key`` selects, when
+set, as Orchestrator's ``apply_mask``; every environment otherwise), delta_entropy.extxyz (per-atom
 ``quests_delta_entropy_score`` and its sampling standard error ``quests_delta_entropy_stderr``,
 0 where exact), delta_entropy.png and summary.json.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from pipeline.core import extxyz, plots
 from pipeline.core.atomic import staged
+from pipeline.core.errors import InputError
 from pipeline.core.outputs import (
     IMAGE_HASH,
     QUESTS_DELTA_ENTROPY_SCORE,
@@ -45,19 +47,42 @@ def reference(cfg: Config, frames, per_image) -> np.ndarray:
     return check_width(ref, per_image[0].shape[1], f"quests.reference={q.reference}", "the dataset")
 
 
+def selection_mask(frames, key: str | None, where: Path) -> np.ndarray | None:
+    """The environments the dataset scores are of: every frame's per-atom array ``key``
+    (nonzero: selected), as one boolean array; None without a key. A frame without it,
+    or fewer than two environments selected, is an InputError."""
+    if key is None:
+        return None
+    parts = []
+    for i, atoms in enumerate(frames):
+        if key not in atoms.arrays:
+            raise InputError(f"{where}: frame {i} ({atoms.info.get('source', atoms.info[IMAGE_HASH.key])}): expected "
+                             f"the per-atom array {key!r} (quests.mask_key) on every frame; it has {sorted(atoms.arrays)}")
+        parts.append(np.asarray(atoms.arrays[key]).astype(bool).ravel())
+    mask = np.concatenate(parts)
+    if mask.sum() < 2:
+        raise InputError(f"{where}: quests.mask_key={key!r} selects {int(mask.sum())} environments; expected 2 or more")
+    return mask
+
+
 def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     q, timers = cfg.quests, Timers()
     frames = read_images(images, unique=True)
     per_image = load_descriptors(descriptors, [a.info[IMAGE_HASH.key] for a in frames])
-    x = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
+    x_all = entropy.check_descriptors(np.concatenate(per_image), str(descriptors))
+    mask = selection_mask(frames, q.mask_key, images)
+    x = x_all if mask is None else x_all[mask]
+    if mask is not None:
+        log.info("quests.mask_key=%s: entropy, efficiency and diversity of %d of %d environments; delta entropy of "
+                 "every atom", q.mask_key, len(x), len(x_all))
     ref = reference(cfg, frames, per_image)
     args = (q.bandwidth, q.method, q.batch_size, q.knn_k, q.knn_far_samples, q.seed)
     with timers("entropy"):
         own = entropy.kernel_sums(x, x, *args)
     with timers("delta_entropy"):
-        against = entropy.kernel_sums(x, ref, *args)
+        against = entropy.kernel_sums(x_all, ref, *args)
     d_h = entropy.delta_entropy(against.log_p, q.legacy_inf)
-    nn = entropy.neighbour_distances(x, NN_QUERIES, q.seed)
+    nn = entropy.neighbour_distances(x_all, NN_QUERIES, q.seed)
     advice = entropy.bandwidth_advice(q.bandwidth, nn)
     if advice:
         log.warning(advice)
@@ -71,7 +96,8 @@ def run(cfg: Config, out: Path, descriptors: Path, images: Path) -> dict:
     sc = entropy.scores(own)
     metrics = {"entropy": sc.entropy, "entropy_stderr": sc.entropy_stderr, QUESTS_EFFICIENCY_SCORE.key: sc.efficiency,
                QUESTS_DIVERSITY_SCORE.key: sc.diversity, "diversity_stderr": sc.diversity_stderr,
-               "environments": len(x), "reference_environments": len(ref),
+               "environments": len(x), "environments_masked_out": len(x_all) - len(x),
+               "reference_environments": len(ref),
                "delta_entropy_mean": float(np.mean(d_h[np.isfinite(d_h)])), "delta_entropy_max": float(np.max(d_h)),
                "delta_entropy_stderr_max": float(np.max(against.error)), "method": q.method,
                "knn_truncation_bound": max(own.truncation_bound, against.truncation_bound),

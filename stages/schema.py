@@ -162,20 +162,28 @@ INDEX_ARGS = {"Flat": FlatArgs, "HNSW": HnswArgs, "IVFPQ": IvfpqArgs}
 
 
 @dataclass(frozen=True)
+class LammpsConfig:
+    executable: str | None = None  # backend lammps: a path or a command on PATH (checked: LAMMPS with KIM); null: lmp
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     # {name: {type, ...}}, each checked against PROPERTY_SCHEMAS[type] (typed_section)
     properties: dict[str, Any] = field(default_factory=dict)
     derivative: DerivativeConfig = field(default_factory=DerivativeConfig)
+    lammps: LammpsConfig = field(default_factory=LammpsConfig)
 
 
 @dataclass(frozen=True)
 class MatchingConfig:
     candidates: str = "train"  # train | all: which images may be selected
     precondition: str = "balance"  # balance | max_frobenius | frobenius | none (pipeline/scores/matching.py)
-    solver: str = "CLARABEL"  # CLARABEL | SCS | SDPA
+    solver: str = "CLARABEL"  # CLARABEL | SCS | SDPA, or any installed cvxpy solver taking semidefinite constraints
+    solver_options: dict[str, Any] = field(default_factory=dict)  # keywords of that solver (Orchestrator's solver_kwargs)
     weight_tol: float = 1e-4  # a weight below this times the largest is noise, dropped
     dual_tol: float = 1e-3  # a weight whose w >= 0 dual (reduced cost / cost) is not below this is noise, dropped
     weight_upper_bound: float | None = None
+    weight_upper_bound_key: str | None = None  # an info key giving each candidate its own bound (npz: upper_bounds)
     max_violation: float = 1e-6  # share of the target's information the kept weights may miss in any direction
 
 
@@ -225,6 +233,8 @@ class QuestsConfig:
     seed: int = 0  # knn: seed of the far-field samples
     reference: str = "train"  # train | all | a file of frames (their descriptors) | a .npy (N, d): what dH is against
     legacy_inf: bool = False  # dH = +inf where the plain kernel sum underflows (as the quests package)
+    mask_key: str | None = None  # a per-atom array on every frame (Orchestrator: selection_mask): entropy, efficiency
+    # and diversity of those environments only (Orchestrator's apply_mask); dH is still given for every atom
 
 
 @dataclass(frozen=True)
@@ -235,10 +245,14 @@ class LtauConfig:
     # or a .npy (N, d) of their descriptors (Orchestrator's train_descriptors)
     train_images: str | None = None
     train_descriptors: str | None = None
-    error_logs: list[str] = MISSING  # .npy arrays (T, N) or (T, N, 3), eV/Å; several: an ensemble, pooled
-    nbins: int = 100
-    bin_spacing: str = "log"  # log | linear
-    range: list[float] | None = None  # [lo, hi] in eV/Å; null: smallest positive (log) or smallest, to largest
+    # their force errors; exactly one of: error_logs, fitted into PDFs here (nbins, range),
+    # or pdfs with their bins, made elsewhere (Orchestrator's default, from_error_logs=False)
+    error_logs: list[str] = field(default_factory=list)  # .npy (T, N) or (T, N, 3), eV/Å; several: an ensemble, pooled
+    pdfs: str | None = None  # .npy (N, nbins): per training atom, the probability mass in each bin (rows sum to 1)
+    bins: str | None = None  # .npy (nbins + 1,): the pdfs' bin edges in eV/Å, strictly increasing
+    nbins: int = 100  # error_logs: bins of the fitted PDFs
+    bin_spacing: str = "log"  # log | linear: geometric | arithmetic midpoints (and with error_logs, the bins)
+    range: list[float] | None = None  # error_logs: [lo, hi], eV/Å; null: smallest positive (log) or smallest to largest
     index: str = "Flat"  # Flat | HNSW | IVFPQ (FAISS)
     index_args: dict[str, Any] = field(default_factory=dict)  # checked against INDEX_ARGS[index] (typed_section)
     k: int = 10  # nearest training atoms whose PDFs are averaged

@@ -31,7 +31,7 @@ from pipeline.scores.matching import CANDIDATES, PRECONDITIONS, SOLVERS, check_o
 from pipeline.scores.property_fim import check_species
 from stages.common import LOG_LEVELS
 from stages.described import descriptor_args
-from stages.ltau_fit import training_source
+from stages.ltau_fit import error_source, training_source
 from stages.models import index_args_of, potential_of, targets_of
 from stages.runtime import dask_of, workers_of
 from stages.schema import Config
@@ -71,13 +71,14 @@ def validate(cfg: Config) -> Config:
     spec.check(model.parameter_extents(), cfg.potential.kim_id or cfg.potential.calculator)
     spec.check_defaults(model.defaults)
     if cfg.target.properties:
-        check_species(targets_of(cfg.target.properties), potential_of(cfg.potential))
+        check_species(targets_of(cfg.target.properties, cfg.target.lammps.executable), potential_of(cfg.potential))
     m = cfg.matching
     check_options(m.weight_tol, m.max_violation, m.weight_upper_bound, m.dual_tol)
     check_settings(*descriptor_args(cfg.descriptors))
     check_bandwidth(cfg.quests.bandwidth)
     if cfg.ltau.enabled:
         training_source(cfg.ltau)
+        error_source(cfg.ltau)
         check_k(cfg.ltau.k)
     check_loop(cfg.learn.warmup, cfg.learn.max_iterations, cfg.learn.rtol)
     s = cfg.selection
@@ -147,4 +148,6 @@ def files(cfg: Config) -> list[Path]:
         return out
     out += expand_paths([v for v in (cfg.ltau.train_images,) if v is not None], root, "ltau.train_images")
     out += expand_paths([v for v in (cfg.ltau.train_descriptors,) if v is not None], root, "ltau.train_descriptors")
+    out += expand_paths([v for v in (cfg.ltau.pdfs,) if v is not None], root, "ltau.pdfs")
+    out += expand_paths([v for v in (cfg.ltau.bins,) if v is not None], root, "ltau.bins")
     return out + expand_paths(cfg.ltau.error_logs, root, "ltau.error_logs")

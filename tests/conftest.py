@@ -121,7 +121,7 @@ def matched(candidates, target, **options):
     from pipeline.scores.matching import match
     from stages.schema import MatchingConfig
 
-    opts = {k: v for k, v in asdict(MatchingConfig()).items() if k != "candidates"}
+    opts = {k: v for k, v in asdict(MatchingConfig()).items() if k not in ("candidates", "weight_upper_bound_key")}
     return match(candidates, target, **{**opts, **options})
 
 

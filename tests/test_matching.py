@@ -68,10 +68,13 @@ def test_infeasible_and_malformed_problems_are_errors():
         matched(np.stack([np.eye(2), np.zeros((2, 2))]), np.eye(2), precondition="frobenius")
 
 
-def test_a_status_other_than_optimal_is_an_error():
-    # SDPA solves this tiny problem to 'optimal_inaccurate'; that is never passed on as a selection
-    with pytest.raises(MatchingError, match="SDPA: status 'optimal_inaccurate'.*try another solver"):
-        matched(np.stack([np.eye(3), np.zeros((3, 3))]), np.eye(3), solver="SDPA")
+def test_a_status_other_than_optimal_is_an_error_unless_it_verifies():
+    # SDPA solves this tiny problem to 'optimal_inaccurate': taken, and recorded, only because the
+    # kept weight verifies (closed form: w = 1 on I against I); Clarabel stopped early is refused
+    result = matched(np.stack([np.eye(3), np.zeros((3, 3))]), np.eye(3), solver="SDPA")
+    assert result.status == "optimal_inaccurate" and result.weights == pytest.approx([1.0, 0.0], abs=1e-6)
+    with pytest.raises(MatchingError, match="CLARABEL: status 'user_limit'.*try another solver"):
+        matched(np.stack([np.eye(3), 2 * np.eye(3)]), np.diag([1.0, 2.0, 3.0]), solver_options={"max_iter": 1})
 
 
 def test_a_violated_constraint_is_an_error():

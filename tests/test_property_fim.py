@@ -144,3 +144,30 @@ def test_lammps_cross_check_agrees():
         np.testing.assert_allclose([r["a0"], r["C11"], r["C12"], r["C44"]], ours, rtol=1e-6)
     lammps_targets = {"elastic": {**ELASTIC["elastic"], "backend": "lammps"}}
     np.testing.assert_allclose(fim(lammps_targets).fim, fim().fim, rtol=1e-3)
+
+
+def test_lammps_executable_is_the_one_named_and_checked(tmp_path):
+    """target.lammps.executable: a copy of lmp elsewhere, by path, gives LAMMPS's numbers;
+    a file that is not LAMMPS, or not there, is one line naming it."""
+    import os
+    import shutil
+
+    lammps_or_skip()
+    from pipeline.core.errors import ConfigError
+    from pipeline.models.lammps import cubic_properties
+    from stages.models import targets_of
+
+    mine = tmp_path / "bin/my-lammps"
+    mine.parent.mkdir()
+    os.symlink(shutil.which("lmp"), mine)
+    targets = targets_of({"elastic": {**ELASTIC["elastic"], "backend": "lammps"}}, str(mine))
+    assert targets[0].executable == str(mine)
+    params = {("A", 0): 15.2848479197914, ("B", 0): 0.6022245584}
+    np.testing.assert_allclose(list(cubic_properties(SW, "Si", "diamond", 5.43, params, str(mine)).values()),
+                               list(cubic_properties(SW, "Si", "diamond", 5.43, params).values()), rtol=1e-12)
+    (tmp_path / "bin/not-lammps").write_text("#!/bin/sh\necho hello\n")
+    (tmp_path / "bin/not-lammps").chmod(0o755)
+    for exe, message in ((str(tmp_path / "bin/not-lammps"), "whose -h does not say it is LAMMPS"),
+                         (str(tmp_path / "bin/absent"), "not one")):
+        with pytest.raises(ConfigError, match=f"target.lammps.executable: .*{message}"):
+            targets_of({"elastic": {**ELASTIC["elastic"], "backend": "lammps"}}, exe)

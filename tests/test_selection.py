@@ -222,5 +222,5 @@ def test_bad_selection_input_is_refused_whole(example_outputs, tmp_path):
                            "--fims", str(example_outputs / INPUTS["--fims"]), "--target", str(tmp_path / "target.json"),
                            "--descriptors", str(example_outputs / INPUTS["--descriptors"])], capture_output=True,
                           text=True)
-    assert proc.returncode == 1 and "but the target's over sigma:0,B:0" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "its labels name 2 parameters (sigma:0,B:0) but its fim_property_score is 4×4" in proc.stderr, proc.stderr
     assert not (tmp_path / "bad").exists()

@@ -148,6 +148,29 @@ def test_per_atom_mask_keeps_only_those_atoms(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "masked/fims.npz")["fim"][0], jac.T @ jac, rtol=1e-12)
 
 
+def test_masked_and_unmasked_frames_mixed_give_the_fims_of_each(tmp_path, caplog):
+    """fim.mask_key on one frame only: that frame's forces FIM is of its masked atoms,
+    the other's of all its atoms (each computed here directly), and the log says so."""
+    from test_fim import SW_SPEC, task
+
+    from pipeline.models.potential import make_potential
+    from pipeline.scores.fim import fim_of
+
+    path, frames = images_file(tmp_path, n=2)
+    frames[0].arrays["keep"] = (np.arange(len(frames[0])) < 3).astype(float)
+    ase.io.write(path, frames)
+    with caplog.at_level("WARNING"):
+        fim_train.run(config(tmp_path, "fim.mask_key=keep", "fim.quantity=forces"), tmp_path / "o", path)
+    assert "1 of 2 images have no such array and are unmasked" in caplog.text
+    npz = np.load(tmp_path / "o/fims.npz")
+    pot = make_potential(SW_SPEC)
+    masked = fim_of(pot, task(pot, ["A", "B"], ase.io.read(path, 0)))["jacobian"][:9]  # atoms 0-2 of frame 0
+    whole = fim_of(pot, task(pot, ["A", "B"], ase.io.read(path, 1)))["jacobian"]
+    np.testing.assert_allclose(npz["fim"][0], masked.T @ masked, rtol=1e-12)
+    np.testing.assert_allclose(npz["fim"][1], whole.T @ whole, rtol=1e-12)
+    assert [bool(m) for m in npz["mask"]] == [True, False]
+
+
 def run_cli(tmp_path, path, *overrides):
     params = tmp_path / "p.yaml"
     OmegaConf.save(OmegaConf.structured(config(tmp_path, *overrides)), params)
@@ -159,7 +182,7 @@ def run_cli(tmp_path, path, *overrides):
 
 @pytest.mark.parametrize("change,overrides,message", [
     ({"fim_quantity": "energy forces"}, [], "expected one of ['energy', 'forces', 'stress'], or several of them"),
-    ({}, ["fim.mask_key=nope"], "no per-atom array 'nope'"),
+    ({}, ["fim.mask_key=nope"], "no image has a per-atom array 'nope'"),
     ({}, ["potential.parameters_optimize={sigmaa: [[default]]}"], "has no parameter 'sigmaa'; it has ['A', 'B', 'p'"),
     ({}, ["potential.kim_id=Nope_Model"], "no KIM portable model 'Nope_Model'"),
     ({}, ["fim.mask_files=[MASKS]"], "mask has 5 values; expected 24"),

@@ -99,7 +99,7 @@ def test_match_bad_inputs(example, tmp_path):
         a.info["fim_training_set_score"] = np.zeros((4, 4))
     ase.io.write(zero, frames)
     for args, message in [
-        (["--fims", fims, "--target", str(wrong)], "expected fim_training_set_score of the target's shape (3, 3)"),
+        (["--fims", fims, "--target", str(wrong)], "its labels name 4 parameters (A:0,B:0,sigma:0,lambda:0) but its fim_property_score is 3×3"),
         (["--fims", fims, "--target", str(tmp_path / "absent.json")], "no such file (run the fim_property stage"),
         (["--fims", str(zero), "--target", str(target)], "infeasible: every candidate FIM is zero"),
     ]:
@@ -123,10 +123,10 @@ def test_every_candidate_carries_its_weight(example):
 def test_match_refuses_fims_over_other_parameters(example, tmp_path):
     cfg, tmp = example
     target = json.loads((tmp / "fim_property/fim_property.json").read_text())
-    target["labels"] = {"0": {"parameter": "A", "extent": 0}, "1": {"parameter": "lambda", "extent": 0}}
+    target["labels"]["3"] = {"parameter": "gamma", "extent": 0}
     (tmp_path / "t.json").write_text(json.dumps(target))
-    with pytest.raises(InputError, match=r"over the parameters A:0,B:0,sigma:0,lambda:0 but the target's over "
-                                         r"A:0,lambda:0"):
+    with pytest.raises(InputError, match=r"over the parameters A:0,B:0,sigma:0,lambda:0 but the target's \(.*t.json\) "
+                                         r"over A:0,B:0,sigma:0,gamma:0"):
         match.run(cfg, tmp_path / "o", tmp / "fim_train/fims.extxyz", tmp_path / "t.json")
     assert not (tmp_path / "o").exists()
 

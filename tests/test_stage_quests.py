@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, describe, labelled_si, params_file, stage_cli
 
+from pipeline.core.errors import InputError
 from pipeline.scores import entropy
 from stages import descriptors, quests
 from stages import hash as hash_stage
@@ -106,3 +107,39 @@ def test_knn_samples_too_sparse_for_an_error_grow_to_the_whole_set(prepared):
     frames = ase.io.read(tmp / "knn/delta_entropy.extxyz", ":")
     err = np.concatenate([a.arrays["quests_delta_entropy_stderr"] for a in frames])
     assert np.all(err >= 0) and m["delta_entropy_stderr_max"] == pytest.approx(np.max(err), abs=1e-8)
+
+
+def test_a_selection_mask_scores_the_selected_environments_as_the_quests_package_does(tmp_path):
+    """quests.mask_key (Orchestrator's selection_mask with apply_mask): entropy and
+    efficiency equal the quests package's on the selected environments alone; dH is
+    still given for every atom; a frame without the mask is one line naming it."""
+    from quests.entropy import perfect_entropy
+
+    frames = [labelled_si(s, (1 + s % 2, 1, 1)) for s in range(4)]
+    rng = np.random.default_rng(0)
+    for atoms in frames:
+        atoms.arrays["selection_mask"] = (rng.random(len(atoms)) < 0.6).astype(int)
+    ase.io.write(tmp_path / "d.extxyz", frames)
+    overrides = [f"dataset.paths=[{tmp_path / 'd.extxyz'}]", f"dataset.root={tmp_path}", "dataset.require=[]",
+                 f"store.path={tmp_path / 'store'}", "runtime.executor=serial", "dataset.test_fraction=0"]
+    cfg = load_config(ROOT / "params.yaml", [*overrides, "quests.mask_key=selection_mask"])
+    hash_stage.run(cfg, tmp_path / "hash")
+    descriptors.run(cfg, tmp_path / "desc", tmp_path / "hash/images.extxyz")
+    quests.run(cfg, tmp_path / "q", tmp_path / "desc/descriptors.npz", tmp_path / "hash/images.extxyz")
+    images = ase.io.read(tmp_path / "hash/images.extxyz", ":")
+    x = np.concatenate([describe(a) for a in images])
+    mask = np.concatenate([a.arrays["selection_mask"] for a in images]).astype(bool)
+    assert 0 < mask.sum() < len(mask)
+    m = json.loads((tmp_path / "q/summary.json").read_text())["counts"]
+    reference = float(perfect_entropy(x[mask], h=0.015))
+    assert m["entropy"] == pytest.approx(reference, rel=1e-9) and m["environments"] == mask.sum()
+    assert m["quests_efficiency_score"] == pytest.approx(reference / math.log(mask.sum()), rel=1e-9)
+    assert m["environments_masked_out"] == (~mask).sum()
+    dh = np.concatenate([a.arrays["quests_delta_entropy_score"] for a in ase.io.read(tmp_path / "q/delta_entropy.extxyz", ":")])
+    assert len(dh) == len(mask)
+    del frames[2].arrays["selection_mask"]
+    ase.io.write(tmp_path / "d.extxyz", frames)
+    hash_stage.run(cfg, tmp_path / "hash2")
+    with pytest.raises(InputError, match=r"frame 2 .*expected the per-atom array 'selection_mask' \(quests.mask_key\)"):
+        quests.run(cfg, tmp_path / "q2", tmp_path / "desc/descriptors.npz", tmp_path / "hash2/images.extxyz")
+    assert not (tmp_path / "q2").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.errors import BackendMissing, InputError
+from pipeline.core.errors import BackendMissing, ConfigError, InputError
 
 INSTALL_HINT = "apt-get install lammps (Debian's build has the KIM package)"
 BAR_PER_GPA = 1e4
@@ -62,10 +62,37 @@ CASES = {"xx+": "change_box all x scale {p} remap", "xx-": "change_box all x sca
          "yz+": "change_box all yz delta {dp} remap", "yz-": "change_box all yz delta {dm} remap"}
 
 
-def lmp() -> str:
-    path = shutil.which("lmp") or shutil.which("lmp_serial")
+def lmp(executable: str | None = None) -> str:
+    """The LAMMPS executable: ``executable`` (``target.lammps.executable``: a path, or a
+    command on PATH), checked to be LAMMPS with its KIM package, else ``lmp`` or
+    ``lmp_serial`` on PATH."""
+    if executable is None:
+        path = shutil.which("lmp") or shutil.which("lmp_serial")
+        if path is None:
+            raise BackendMissing(f"backend lammps needs the lmp command: {INSTALL_HINT}")
+        return path
+    return check_executable(executable)
+
+
+def check_executable(executable: str) -> str:
+    """The full path of ``executable`` if it is a LAMMPS with the KIM package (its ``-h``
+    says so); :class:`ConfigError` naming what it is otherwise."""
+    path = shutil.which(executable)
     if path is None:
-        raise BackendMissing(f"backend lammps needs the lmp command: {INSTALL_HINT}")
+        raise ConfigError(f"target.lammps.executable: expected an executable file (a path, or a command on PATH), "
+                          f"got {executable!r}, which is not one")
+    try:
+        proc = subprocess.run([path, "-h"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfigError(f"target.lammps.executable: {path} does not run as LAMMPS (`{path} -h`: {err})") from None
+    text = proc.stdout + proc.stderr
+    if "Large-scale Atomic/Molecular Massively Parallel Simulator" not in text:
+        raise ConfigError(f"target.lammps.executable: expected LAMMPS, got {path}, whose -h does not say it is LAMMPS")
+    packages = text.split("Installed packages:", 1)[1].split("List of", 1)[0].split() if "Installed packages:" in text \
+        else []
+    if "KIM" not in packages:
+        raise ConfigError(f"target.lammps.executable: {path} is LAMMPS without its KIM package (installed: "
+                          f"{' '.join(packages) or 'none listed'}); atomsieve runs KIM models in it")
     return path
 
 
@@ -112,13 +139,15 @@ def script(model: str, species: str, lattice: str, a: float, params: dict, out: 
     return text
 
 
-def cubic_properties(model: str, species: str, lattice: str, a_guess: float, params: dict) -> dict:
-    """``{"a0": Å, "e_coh": eV/atom, "C11", "C12", "C44": GPa (relaxed)}`` from LAMMPS."""
+def cubic_properties(model: str, species: str, lattice: str, a_guess: float, params: dict,
+                     executable: str | None = None) -> dict:
+    """``{"a0": Å, "e_coh": eV/atom, "C11", "C12", "C44": GPa (relaxed)}`` from LAMMPS
+    (``executable``: see :func:`lmp`)."""
     with tempfile.TemporaryDirectory(prefix="atomsieve-lammps-") as tmp:
         tmp = Path(tmp)
         out = tmp / "results.txt"
         (tmp / "in.atomsieve").write_text(script(model, species, lattice, a_guess, params, out, tmp / "eq.data"))
-        proc = subprocess.run([lmp(), "-in", "in.atomsieve", "-log", "log.lammps", "-screen", "none"],
+        proc = subprocess.run([lmp(executable), "-in", "in.atomsieve", "-log", "log.lammps", "-screen", "none"],
                               cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
             log = (tmp / "log.lammps").read_text() if (tmp / "log.lammps").exists() else proc.stderr

@@ -67,6 +67,7 @@ class Matching:
     weight_upper_bound: float | None
     max_violation: float
     dual_tol: float
+    solver_options: dict
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ of shape (T, N) of magnitudes, or (T, N, 3) of components, whose magnitudes are 
 an ensemble's logs are pooled along T) become a probability mass over common bins, log
 or linearly spaced over ``[lo, hi]`` (by default the smallest positive and the largest
 error). The last bin includes its upper edge, so the largest sample is kept; samples
-outside a given range are clipped into the end bins and counted. A FAISS index of the
+outside a given range are clipped into the end bins and counted. Or the PDFs and their
+bin edges are given, already made (Orchestrator's default, ``from_error_logs=False``):
+:func:`given_fit` checks them and makes the same :class:`Fit`. A FAISS index of the
 training atoms' descriptors is built alongside.
 
 Scoring: a query atom's k nearest training atoms (in descriptor space) are found, their
@@ -13,6 +15,7 @@ PDFs averaged, and the score is the expected error of that averaged PDF, Σ_b p_
 with bin midpoints m_b geometric for log bins and arithmetic for linear ones (eV/Å).
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -21,9 +24,11 @@ import numpy as np
 from pipeline.core.errors import ConfigError, InputError, check_choice
 from pipeline.core.faiss_backend import load_faiss
 
+log = logging.getLogger(__name__)
 SPACINGS = ("log", "linear")
 INDEXES = ("Flat", "HNSW", "IVFPQ")
 QUERY_CHUNK = 4096
+PDF_SUM_TOL = 1e-6  # |row sum - 1| allowed in given PDFs (float32 masses, summed in float64, are within 1e-7)
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,17 @@ def bins(errors: np.ndarray, nbins: int, spacing: str, lo: float | None, hi: flo
     hi = float(hi) if hi is not None else float(errors.max())
     if not hi > lo or (spacing == "log" and not lo > 0):
         raise ConfigError(f"ltau.range: expected 0 {'< ' if spacing == 'log' else '<= '}lo < hi, got [{lo}, {hi}]")
+    edges = np.geomspace(lo, hi, nbins + 1) if spacing == "log" else np.linspace(lo, hi, nbins + 1)
+    return edges, midpoints(edges, spacing)
+
+
+def midpoints(edges: np.ndarray, spacing: str) -> np.ndarray:
+    """Bin midpoints (nbins,) of ``edges`` (nbins + 1,), eV/Å: geometric for log spacing,
+    arithmetic for linear."""
+    check_choice("ltau.bin_spacing", spacing, SPACINGS)
     if spacing == "log":
-        edges = np.geomspace(lo, hi, nbins + 1)
-        return edges, np.sqrt(edges[:-1] * edges[1:])
-    edges = np.linspace(lo, hi, nbins + 1)
-    return edges, (edges[:-1] + edges[1:]) / 2
+        return np.sqrt(edges[:-1] * edges[1:])
+    return (edges[:-1] + edges[1:]) / 2
 
 
 def fit_pdfs(errors: np.ndarray, nbins: int, spacing: str, lo: float | None = None, hi: float | None = None) -> Fit:
@@ -80,6 +91,80 @@ def fit_pdfs(errors: np.ndarray, nbins: int, spacing: str, lo: float | None = No
     atom = np.repeat(np.arange(errors.shape[0]), errors.shape[1])
     counts = np.bincount(atom * nbins + which.ravel(), minlength=errors.shape[0] * nbins)
     return Fit(edges, mids, counts.reshape(errors.shape[0], nbins) / errors.shape[1], clipped)
+
+
+def given_fit(pdfs: np.ndarray, edges: np.ndarray, spacing: str, n_atoms: int, names: tuple[str, str]) -> Fit:
+    """The :class:`Fit` of PDFs given already made, as Orchestrator takes them by default:
+    ``pdfs`` (N, nbins), per training atom the probability mass of its errors in each
+    bin (rows sum to 1), or its density (rows integrate to 1 over the bin widths, as
+    Orchestrator's error_pdfs: converted, and said in the log), over ``edges`` (nbins + 1,) in eV/Å,
+    strictly increasing. The midpoints follow ``spacing`` (ltau.bin_spacing), not a
+    guess from the edges: geometric for log (edges > 0), arithmetic for linear, as when
+    fitting, so PDFs made from the error logs score as the logs do (ltau_ff takes
+    geometric midpoints whatever the spacing). ``names``: the PDFs' and the edges'
+    files, for messages."""
+    check_choice("ltau.bin_spacing", spacing, SPACINGS)
+    edges = check_edges(edges, spacing, names[1])
+    return Fit(edges, midpoints(edges, spacing), check_pdfs(pdfs, edges, n_atoms, names), 0)
+
+
+def as_numbers(array: np.ndarray, name: str, what: str) -> np.ndarray:
+    """``array`` as float64 if it holds real numbers; else :class:`InputError` naming ``name``."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{name}: expected {what} as real numbers, got dtype {array.dtype}")
+    return array.astype(float)
+
+
+def check_edges(edges: np.ndarray, spacing: str, name: str) -> np.ndarray:
+    """Given bin edges, float64 (nbins + 1,): finite, strictly increasing, and > 0 with
+    log spacing; else :class:`InputError` naming the file ``name``."""
+    edges = as_numbers(edges, name, "bin edges")
+    if edges.ndim != 1 or len(edges) < 2:
+        raise InputError(f"{name}: expected bin edges of shape (nbins + 1,) with nbins >= 1, got shape {edges.shape}")
+    if not np.all(np.isfinite(edges)):
+        raise InputError(f"{name}: bin edges contain NaN or inf")
+    down = np.flatnonzero(np.diff(edges) <= 0)
+    if down.size:
+        i = int(down[0])
+        raise InputError(f"{name}: expected strictly increasing bin edges, got {edges[i]} then {edges[i + 1]} "
+                         f"(edges {i} and {i + 1})")
+    if spacing == "log" and not edges[0] > 0:
+        raise InputError(f"{name}: ltau.bin_spacing=log takes geometric midpoints, so every edge must be > 0, got "
+                         f"{edges[0]} first (edges from 0: ltau.bin_spacing=linear)")
+    return edges
+
+
+def check_pdfs(pdfs: np.ndarray, edges: np.ndarray, n_atoms: int, names: tuple[str, str]) -> np.ndarray:
+    """Given PDFs, float64 (n_atoms, len(edges) - 1): finite, >= 0, rows summing to 1
+    within PDF_SUM_TOL; else :class:`InputError` naming the file (densities, which
+    integrate to 1 over the bin widths, are named as such)."""
+    name, nbins = names[0], len(edges) - 1
+    pdfs = as_numbers(pdfs, name, "PDFs")
+    if pdfs.ndim != 2:
+        raise InputError(f"{name}: expected PDFs of shape (N, nbins), got shape {pdfs.shape}")
+    if pdfs.shape[1] != nbins:
+        raise InputError(f"{name}: expected PDFs over {nbins} bins ({names[1]} has {nbins + 1} edges), "
+                         f"got {pdfs.shape[1]} columns")
+    if pdfs.shape[0] != n_atoms:
+        raise InputError(f"{name}: expected one PDF (row) per training atom, {n_atoms}, got {pdfs.shape[0]}")
+    if not np.all(np.isfinite(pdfs)):
+        raise InputError(f"{name}: PDFs contain NaN or inf (row {int(np.argwhere(~np.isfinite(pdfs))[0, 0])})")
+    if np.any(pdfs < 0):
+        row, col = np.argwhere(pdfs < 0)[0]
+        raise InputError(f"{name}: expected probabilities >= 0, got {pdfs[row, col]} (row {row}, bin {col})")
+    sums = pdfs.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > PDF_SUM_TOL)
+    if off.size and np.all(np.abs(pdfs @ np.diff(edges) - 1) <= PDF_SUM_TOL):
+        log.info("%s: its rows integrate to 1 over the bin widths: densities, as Orchestrator's error_pdfs (ltau_ff's "
+                 "logs_to_pdfs) are; read as masses, density × bin width", name)
+        return pdfs * np.diff(edges)
+    if off.size:
+        row = int(off[0])
+        raise InputError(f"{name}: expected each row to sum to 1 (the probability mass in each bin) or to integrate "
+                         f"to 1 over the bin widths (a density), got a sum of {sums[row]:.9g} and an integral of "
+                         f"{pdfs[row] @ np.diff(edges):.9g} in row {row} ({off.size} of {len(sums)} rows)")
+    return pdfs
 
 
 def build_index(train: np.ndarray, kind: str, args: dict):

@@ -21,14 +21,18 @@ marginalised, over what it needs, minus 1; ``-min_eigenvalue`` is the share of t
 target's information the selection misses in its worst direction. Beyond
 ``max_violation``, the kept weights are scaled up by the
 smallest factor that restores it (``rescaled_by``, reported); if none can, it is an
-error, as is any solver status but ``optimal``: an inaccurate answer is never passed
-on as a selection. ``dropped_weight_mass`` is the share of the solver's total weight
+error. A solver status of ``optimal_inaccurate`` (SDPA's usual answer) is taken only
+when the kept weights, verified here, miss at most ``max_violation`` without any
+rescaling; it is then recorded and warned about, never passed on silently. Any other
+status is an error. Any installed cvxpy solver that takes semidefinite constraints
+may be named, with any of its options (:mod:`pipeline.scores.solvers`); the weight
+bound may be one number or one per candidate. ``dropped_weight_mass`` is the share of the solver's total weight
 that was dropped as noise. ``optimality_gap`` bounds how far the final Σ w is above
 the optimum, from the solver's dual (a certificate, computed here).
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,10 +49,9 @@ from pipeline.core.outputs import (
 from pipeline.models.parameters import label_text
 from pipeline.models.transforms import import_information_matching
 from pipeline.scores import matching_geometry as geometry
+from pipeline.scores import solvers
 
-SOLVERS = ("CLARABEL", "SCS", "SDPA")
-# SCS stops at 1e-4 by default, far looser than the others; ask it for as much as they give
-SOLVER_OPTIONS = {"CLARABEL": {}, "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 500_000}, "SDPA": {}}
+SOLVERS = solvers.KNOWN  # those installed with atomsieve; any other installed SDP solver may be named
 PRECONDITIONS = ("balance", "max_frobenius", "frobenius", "none")
 COLUMNS_FROM = 20_000  # more (preconditioned) candidates than this: column generation (matching_columns.py)
 
@@ -61,7 +64,7 @@ class MatchingError(AtomsieveError):
 class Match:
     weights: np.ndarray  # (n,) every candidate's weight, unscaled; zero where not kept
     selected: tuple[int, ...]  # indices of nonzero weights, sorted
-    status: str  # the solver's status: always optimal (anything else is an error)
+    status: str  # the solver's status: optimal, or optimal_inaccurate verified within max_violation
     solver: str
     min_eigenvalue: float  # matching_geometry.shortfall of the kept weights: −(share of the target missed), ≥ 0 if none
     seconds: float
@@ -72,6 +75,7 @@ class Match:
     target_rank: int  # directions of parameter space the target needs information in
     target_condition: float  # largest over smallest eigenvalue of the target on those directions
     optimality_gap: float | None  # 1 − the dual's lower bound over Σ w: how far from the optimum at most
+    same_as: dict[int, int] = field(default_factory=dict)  # candidate -> the earlier one with the same FIM (solved once)
 
 
 CANDIDATES = ("train", "all")  # matching.candidates: which rows may be selected
@@ -128,11 +132,10 @@ def check_fims(candidates: np.ndarray, target: np.ndarray) -> None:
         raise InputError("FIMs: expected finite values")
 
 
-def check_options(weight_tol: float, max_violation: float, weight_upper_bound: float | None,
-                  dual_tol: float) -> None:
+def check_options(weight_tol: float, max_violation: float, weight_upper_bound, dual_tol: float) -> None:
     if not 0 < dual_tol <= 1:
         raise ConfigError(f"matching.dual_tol: expected a value in (0, 1], got {dual_tol}")
-    if weight_upper_bound is not None and not weight_upper_bound > 0:
+    if weight_upper_bound is not None and not np.all(np.asarray(weight_upper_bound, dtype=float) > 0):
         raise ConfigError(f"matching.weight_upper_bound: expected a weight > 0 or null, got {weight_upper_bound}")
     if not 0 <= weight_tol < 1:
         raise ConfigError(f"matching.weight_tol: expected a value in [0, 1), got {weight_tol}")
@@ -141,7 +144,8 @@ def check_options(weight_tol: float, max_violation: float, weight_upper_bound: f
 
 
 def _hint(solver: str) -> str:
-    return (f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}), matching.precondition=balance, "
+    return (f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}) or matching.solver_options, "
+            "matching.precondition=balance, "
             "potential.transform.type=log to put parameters of different sizes on one scale, or a "
             "matching.weight_upper_bound")
 
@@ -162,14 +166,13 @@ def _configs(candidates: np.ndarray, target: np.ndarray, precondition: str):
     return preconditioner(target, how), preconditioner(configs, how)
 
 
-def _solve(candidates, target, precondition, solver, weight_upper_bound):
+def _solve(candidates, target, precondition, solver, weight_upper_bound, solver_options):
     """``(problem, scaled weights, duals, weight unscaling, lower bound on Σ cᵢ w̃ᵢ)`` of
     ConvexOpt on the preconditioned FIMs; scaled weights None when the solver gave none."""
-    import cvxpy as cp
     from information_matching.convex_optimization import ConvexOpt
 
     target_in, configs = _configs(candidates, target, precondition)
-    kwargs = {"solver": getattr(cp, solver), **SOLVER_OPTIONS[solver]}
+    kwargs = {"solver": solver, **solver_options}
     columns = len(configs) > COLUMNS_FROM and precondition != "none"  # unscaled problems are solved whole
     duals = None
     if columns:  # many candidates: the same optimum over a few thousand
@@ -195,18 +198,59 @@ def _solve(candidates, target, precondition, solver, weight_upper_bound):
     return opt, scaled, duals, scale_conf / opt.scale_qoi, bound
 
 
-def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver: str, weight_tol: float,
-          weight_upper_bound: float | None, max_violation: float, dual_tol: float) -> Match:
-    """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P).
+def same_fims(candidates: np.ndarray) -> dict[int, int]:
+    """``{i: j}`` for each candidate i whose FIM equals an earlier candidate j's (to 1e-10
+    of the largest entry): symmetry-equivalent configurations, say a vacancy at another
+    site. The solver would split their weight arbitrarily between them; one is enough."""
+    scale = float(np.max(np.abs(candidates))) or 1.0
+    first: dict[bytes, int] = {}
+    out = {}
+    for i, fim in enumerate(np.round(candidates / scale, 10) + 0.0):
+        j = first.setdefault(fim.tobytes(), i)
+        if j != i:
+            out[i] = j
+    return out
 
-    Raises :class:`MatchingError` unless the solver reports ``optimal`` and the kept
+
+def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver: str, weight_tol: float,
+          weight_upper_bound, max_violation: float, dual_tol: float, solver_options: dict) -> Match:
+    """Information matching of ``target`` (P, P) by ``candidates`` (n, P, P);
+    ``weight_upper_bound``: None, one number, or one per candidate. Candidates with the
+    same FIM (:func:`same_fims`) are solved once, as the first of them (``same_as``),
+    unless they have bounds of their own.
+
+    Raises :class:`MatchingError` unless the solver reports ``optimal`` (or
+    ``optimal_inaccurate`` and the kept weights verify without rescaling) and the kept
     weights (rescaled if needed) miss at most ``max_violation`` of the target's
     information in any direction it needs (:func:`matching_geometry.shortfall`)."""
     check_choice("matching.precondition", precondition, PRECONDITIONS)
-    check_choice("matching.solver", solver, SOLVERS)
+    solvers.check_solver(solver)
     check_fims(candidates, target)
     check_options(weight_tol, max_violation, weight_upper_bound, dual_tol)
+    kwargs = solvers.options(solver, solver_options)
+    if weight_upper_bound is not None and np.ndim(weight_upper_bound):
+        weight_upper_bound = np.asarray(weight_upper_bound, dtype=float).ravel()
+        if len(weight_upper_bound) != len(candidates):
+            raise InputError(f"weight upper bounds: expected one per candidate ({len(candidates)}), "
+                             f"got {len(weight_upper_bound)}")
     import_information_matching()
+    same = same_fims(candidates) if weight_upper_bound is None or not np.ndim(weight_upper_bound) else {}
+    if not same:
+        return _match(candidates, target, precondition, solver, weight_tol, weight_upper_bound, max_violation,
+                      dual_tol, kwargs)
+    keep = np.array([i for i in range(len(candidates)) if i not in same])
+    r = _match(candidates[keep], target, precondition, solver, weight_tol, weight_upper_bound, max_violation,
+               dual_tol, kwargs)
+    weights, duals = np.zeros(len(candidates)), np.zeros(len(candidates))
+    weights[keep], duals[keep] = r.weights, r.duals
+    for i, j in same.items():
+        duals[i] = duals[j]
+    return replace(r, weights=weights, duals=duals, selected=tuple(int(keep[i]) for i in r.selected),
+                   dropped=tuple(int(keep[i]) for i in r.dropped), same_as=same)
+
+
+def _match(candidates, target, precondition, solver, weight_tol, weight_upper_bound, max_violation, dual_tol,
+           kwargs) -> Match:
     import cvxpy as cp
 
     norms = np.linalg.norm(candidates, axis=(1, 2))
@@ -226,7 +270,7 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
         solve_c, solve_t = candidates, target
     start = time.perf_counter()
     try:
-        opt, scaled, duals, unscale, bound = _solve(solve_c, solve_t, precondition, solver, weight_upper_bound)
+        opt, scaled, duals, unscale, bound = _solve(solve_c, solve_t, precondition, solver, weight_upper_bound, kwargs)
     except (cp.error.SolverError, ValueError, ZeroDivisionError) as err:
         raise MatchingError(
             f"matching.solver={solver}: {type(err).__name__}: {err} Badly scaled FIMs are the usual cause: "
@@ -234,12 +278,12 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     seconds = time.perf_counter() - start
     status = opt.problem.status
     if status in ("infeasible", "infeasible_inaccurate") or scaled is None:
-        capped = (f"; with matching.weight_upper_bound={weight_upper_bound:g} no candidate may weigh more, which may "
-                  "be what makes it impossible: raise or drop the bound") if weight_upper_bound is not None else ""
+        capped = (f"; with matching.weight_upper_bound={_bound_text(weight_upper_bound)} no candidate may weigh more, "
+                  "which may be what makes it impossible: raise or drop the bound") if weight_upper_bound is not None else ""
         raise MatchingError(
             f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
             f"(do their FIMs together cover every direction the target needs?){capped}")
-    if status != "optimal":
+    if status not in ("optimal", "optimal_inaccurate"):
         raise MatchingError(f"matching.solver={solver}: status {status!r}; this is not a trustworthy selection: "
                             f"{_hint(solver)}")
     solved = np.clip(scaled * unscale, 0.0, None)
@@ -253,6 +297,12 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     weights = np.where(keep, solved, 0.0)
     dropped = tuple(int(i) for i in np.flatnonzero((solved > 0) & ~keep))
     factor = geometry.rescale_factor(weights, w_cands, white.rank, max_violation)
+    if status == "optimal_inaccurate" and factor != 1.0:
+        worst = geometry.shortfall(weights, w_cands, white.rank)
+        raise MatchingError(
+            f"matching.solver={solver}: status 'optimal_inaccurate', and its kept weights miss {-worst:.3g} of the "
+            f"target's information in its worst direction (matching.max_violation={max_violation:g}): an inaccurate "
+            f"answer is taken only when it verifies as it is; {_hint(solver)}")
     if not np.isfinite(factor):
         worst = geometry.shortfall(weights, w_cands, white.rank)
         raise MatchingError(
@@ -266,6 +316,10 @@ def match(candidates: np.ndarray, target: np.ndarray, precondition: str, solver:
     gap = optimality_gap(weights, unscale, bound)
     return Match(weights, selected, status, solver, geometry.shortfall(weights, w_cands, white.rank), seconds, duals,
                  dropped, float(solved[list(dropped)].sum() / solved.sum()), factor, white.rank, white.condition, gap)
+
+
+def _bound_text(bound) -> str:
+    return f"{bound:g}" if np.ndim(bound) == 0 else f"(one per candidate, {np.min(bound):g} to {np.max(bound):g})"
 
 
 def optimality_gap(weights: np.ndarray, unscale: np.ndarray, bound: float) -> float | None:

@@ -20,6 +20,8 @@ PRICE_TOL = 1e-7  # a reduced cost below −PRICE_TOL × c_i enters
 
 
 def _subset_problem(opt_class, target_in, configs: dict, subset, weight_upper_bound):
+    if weight_upper_bound is not None and np.ndim(weight_upper_bound):  # one per candidate: those of the subset
+        weight_upper_bound = np.asarray(weight_upper_bound)[list(subset)]
     return opt_class(target_in, {i: configs[i] for i in subset}, weight_upper_bound=weight_upper_bound)
 
 

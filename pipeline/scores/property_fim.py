@@ -36,6 +36,7 @@ class Target:
     covariance: tuple  # (how, value): ("relative", 0.1), ("diagonal", [...]), ("matrix", [[...]])
     backend: str = "kimpy"  # kimpy (this process) | lammps (pipeline.models.lammps, a cross-check)
     options: tuple = ()  # ((key, value), ...): the property's own settings (OPTIONS)
+    executable: str | None = None  # backend lammps: target.lammps.executable (None: lmp on PATH)
 
     def evaluate(self, potential) -> np.ndarray:
         if self.backend == "lammps":
@@ -49,7 +50,7 @@ class Target:
 
         c = self.crystal
         r = cubic_properties(potential.kim_id, c.species, c.lattice, c.a_guess,
-                             {key: potential.get(*key) for key in potential.defaults})
+                             {key: potential.get(*key) for key in potential.defaults}, self.executable)
         return np.array({"elastic_constants": [r["C11"], r["C12"], r["C44"]], "lattice_constant": [r["a0"]],
                          "cohesive_energy": [r["e_coh"]]}[self.kind])
 

@@ -6,6 +6,7 @@ worker instead of one per configuration, and results cached per image.
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -23,6 +24,8 @@ from pipeline.models.parameters import ParamSpec
 from pipeline.models.potential import QUANTITIES, PotentialSpec, make_potential
 from pipeline.models.transforms import Transform
 from pipeline.scores.fim import FimTask, as_row_weights, fim_shapes, image_fim
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,19 +77,23 @@ def quantities(frames: Sequence[Atoms], hashes: Sequence[str], default: str, key
 def masks(frames: Sequence[Atoms], hashes: Sequence[str], mask_key: str | None,
           mask_arrays: Sequence[np.ndarray]) -> list[np.ndarray | None]:
     """Each row's raw mask: its per-atom array ``mask_key``, or ``mask_arrays`` (one per
-    row, or one for all), or None."""
+    row, or one for all), or None. With ``mask_key``, a frame without that array is
+    unmasked (so masked and unmasked frames may be mixed), and the log says how many;
+    no frame with it at all is an error (a misspelt key)."""
     if mask_key and mask_arrays:
         raise InputError("fim.mask_key and fim.mask_files: expected one of them, got both")
     if mask_arrays and len(mask_arrays) not in (1, len(frames)):
         raise InputError(f"fim.mask_files: expected 1 or {len(frames)} files (one per image), got {len(mask_arrays)}")
-    out: list[np.ndarray | None] = []
-    for i, (atoms, h) in enumerate(zip(frames, hashes)):
-        if mask_key:
-            if mask_key not in atoms.arrays:
-                raise InputError(f"image {h}: no per-atom array {mask_key!r} (fim.mask_key); it has {sorted(atoms.arrays)}")
-            out.append(atoms.arrays[mask_key])
-        else:
-            out.append(mask_arrays[i if len(mask_arrays) > 1 else 0] if mask_arrays else None)
+    if not mask_key:
+        return [mask_arrays[i if len(mask_arrays) > 1 else 0] if mask_arrays else None for i in range(len(frames))]
+    out = [atoms.arrays.get(mask_key) for atoms in frames]
+    unmasked = [h for h, m in zip(hashes, out) if m is None]
+    if frames and len(unmasked) == len(frames):
+        raise InputError(f"fim.mask_key={mask_key!r}: no image has a per-atom array {mask_key!r}; image {hashes[0]} "
+                         f"has {sorted(frames[0].arrays)}")
+    if unmasked:
+        log.warning("fim.mask_key=%r: %d of %d images have no such array and are unmasked (all their atoms count), "
+                    "e.g. image %s", mask_key, len(unmasked), len(frames), unmasked[0])
     return out
 
 

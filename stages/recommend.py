@@ -71,13 +71,15 @@ def load_fims(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def candidates_of(match: Path, select: Path, quests: Path, ltau: Path, outliers: Path, zero: Path,
-                  images: Path) -> list[rec.Candidate]:
-    """Every candidate of match's candidates.extxyz, with what the other stages said of it."""
+                  images: Path, match_summary: Path | None = None) -> list[rec.Candidate]:
+    """Every candidate of match's candidates.extxyz, with what the other stages said of it
+    (``match_summary``: match's summary.json, which names candidates of equal FIMs)."""
     ranks = {a.info[CANDIDATE.key]: int(a.info[SELECTION_RANK.key]) for a in optional_images(select)}
     dh, sigma = per_atom(quests, QUESTS_DELTA_ENTROPY_SCORE.key), per_atom(ltau, LTAU_FORCES_UQ_SCORE.key)
     z = {h: v[ENERGY_OUTLIER_SCORE.key] for h, v in read_json(outliers, "the energy_outlier stage").items()}
     empty = read_json(zero, "the fim_train stage")
     kinds = {a.info[IMAGE_HASH.key]: a.info.get(CONFIG_TYPE) for a in read_images(images)}
+    same = read_json(match_summary, "the match stage").get("same_fim_as", {}) if match_summary is not None else {}
     out = []
     for a in read_images(match):
         cid, h = a.info[CANDIDATE.key], a.info[IMAGE_HASH.key]
@@ -86,14 +88,14 @@ def candidates_of(match: Path, select: Path, quests: Path, ltau: Path, outliers:
             mask_of(cid), len(a), float(a.info[FIM_MATCHING_WEIGHT_SCORE.key]),
             float(a.info.get(FIM_MATCHING_REDUCED_COST.key, 1.0)), ranks.get(cid), dh.get(h, (None,))[0],
             dh.get(h, (None, None))[1], sigma.get(h, (None,))[0], z.get(h),
-            empty.get(cid, {}).get("cause"), str(a.info.get(SPLIT.key, "train"))))
+            empty.get(cid, {}).get("cause"), str(a.info.get(SPLIT.key, "train")), same.get(cid)))
     return out
 
 
 def run(cfg: Config, out: Path, images: Path, fims: Path, zero: Path, target: Path, match: Path, select: Path,
-        quests: Path, ltau: Path, outliers: Path) -> dict:
+        quests: Path, ltau: Path, outliers: Path, match_summary: Path | None = None) -> dict:
     timers = Timers()
-    cands = candidates_of(match, select, quests, ltau, outliers, zero, images)
+    cands = candidates_of(match, select, quests, ltau, outliers, zero, images, match_summary)
     ids, matrices = load_fims(fims)
     order = {c: i for i, c in enumerate(ids)}
     missing = [c.id for c in cands if c.id not in order]
@@ -140,7 +142,8 @@ def main() -> None:
                fims="outputs/fim_train/fims.npz", zero="outputs/fim_train/zero_information.json",
                target="outputs/fim_property/fim_property.json", match="outputs/match/candidates.extxyz",
                select="outputs/select/selected.extxyz", quests="outputs/quests/delta_entropy.extxyz",
-               ltau="outputs/ltau/uncertainty.extxyz", outliers="outputs/energy_outlier/scores.json")
+               ltau="outputs/ltau/uncertainty.extxyz", outliers="outputs/energy_outlier/scores.json",
+               match_summary="outputs/match/summary.json")
 
 
 if __name__ == "__main__":

@@ -252,3 +252,19 @@ def test_atomsieve_select_on_orchestrators_files_finds_the_best_pair(tmp_path):
     metrics = json.loads((tmp_path / "out/metrics.json").read_text())
     assert metrics["objective_annealing"] == pytest.approx(worst(best), rel=1e-6) and "objective_fps" in metrics
     assert len(ase.io.read(tmp_path / "out/selected.extxyz", ":")) == 2
+
+
+def test_the_match_stage_takes_brought_fims_as_dvc_would_run_it(enso, tmp_path):
+    """README's pipeline route: the match stage's command with --fims and --target at a
+    .npz and a .npy; its every output is written (the extxyz ones empty: no structures)."""
+    from conftest import params_file, stage_cli
+
+    params = params_file(tmp_path / "p.yaml", ["matching.solver=SDPA"])
+    proc = stage_cli("match", params, tmp_path / "out", "--fims", enso / "years.npz", "--target", enso / "year_15.npy",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    weights = {k: round(v["weight"], 4) for k, v in json.loads((tmp_path / "out/weights.json").read_text()).items()}
+    assert weights == ENSO_PUBLISHED
+    from stages.match import OUTPUTS
+
+    assert all((tmp_path / "out" / name).exists() for name in OUTPUTS)

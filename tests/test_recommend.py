@@ -62,6 +62,14 @@ def test_rows_are_classified_and_sorted_with_their_reasons():
     assert rec.table(rows)[0].keys() == set(rec.COLUMNS)
 
 
+def test_a_candidate_with_the_same_fim_as_a_selected_one_is_said_to_be_not_needed():
+    fims = np.stack([np.eye(2), np.eye(2)])
+    cands = [candidate(0, weight=1.0, reduced_cost=0.0), candidate(1, reduced_cost=0.0, same_as="h0:forces")]
+    rows = rec.recommend(cands, fims, np.eye(2), np.eye(2), np.eye(2), ["a", "b"], 3.5)
+    assert [r.recommendation for r in rows] == ["compute", "not needed"]
+    assert rows[1].reason.startswith("not needed: its FIM is that of h0:forces (a symmetry-equivalent configuration)")
+
+
 def compute_rows(path) -> list[dict]:
     return [r for r in csv.DictReader(open(path)) if r["recommendation"] == "compute"]
 

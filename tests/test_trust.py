@@ -136,7 +136,8 @@ def test_3_4_a_queued_sweep_runs_on_the_composed_data_and_shares_the_store(commi
     sh(committed, "dvc", "repro", "fim_train")
     assert summary(committed, "fim_train")["counts"]["computed"] == 8
     commit(committed, "ran")
-    sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=1,2", "--queue")
+    # the experiments run up to fim_train, all this test reads: the queue, the workspace and the store are the same
+    sh(committed, "dvc", "exp", "run", "fim_train", "-S", "dataset.seed=1,2", "--queue")
     run_queue(committed)
     refs = sh(committed, "git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
     assert len(refs) == 2
@@ -146,7 +147,7 @@ def test_3_4_a_queued_sweep_runs_on_the_composed_data_and_shares_the_store(commi
         assert summary(committed, "hash", ref)["counts"]["frames_read"] == 8
         assert summary(committed, "fim_train", ref)["counts"] == {
             "images": 8, "candidates": 8, "computed": 0, "cached": 8, "parameters": 4, "zero_information": 0}
-    sh(committed, "dvc", "exp", "run", "--temp", "-S", "dataset.seed=4")
+    sh(committed, "dvc", "exp", "run", "fim_train", "--temp", "-S", "dataset.seed=4")
     ref = sh(committed, "git", "for-each-ref", "--sort=-creatordate", "--format=%(refname)", "refs/exps").split()[0]
     assert summary(committed, "fim_train", ref)["counts"]["computed"] == 0
     # data that git does not track is not in an experiment's workspace: say why and what to run
@@ -156,7 +157,7 @@ def test_3_4_a_queued_sweep_runs_on_the_composed_data_and_shares_the_store(commi
     assert "warning: data/other/x.extxyz is not tracked by git or DVC" in warned
     sh(committed, "git", "add", "conf/overrides.yaml", "params.yaml")
     sh(committed, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other")
-    sh(committed, "dvc", "exp", "run", "-S", "dataset.seed=5", "--queue")
+    sh(committed, "dvc", "exp", "run", "fim_train", "-S", "dataset.seed=5", "--queue")
     out = run_queue(committed)
     assert "data/other/x.extxyz: no such file (this is a DVC experiment's temporary workspace" in out
     assert "git add" in out and "dvc add" in out

@@ -51,6 +51,7 @@ class Candidate:
     energy_z: float | None = None
     zero_information: str | None = None  # the cause, where its FIM carries nothing
     split: str = "train"  # train: may be selected; test: held out (matching.candidates=train)
+    same_as: str | None = None  # the candidate with the same FIM that matching weighed instead (match: same_fim_as)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ def classify(c: Candidate, gain: float, threshold: float, selected_by_budget: bo
         return CHECK, label
     if c.zero_information:
         return NO_INFORMATION, f"no information: {c.zero_information}"
+    if c.same_as is not None:
+        return NOT_NEEDED, (f"not needed: its FIM is that of {c.same_as} (a symmetry-equivalent configuration), "
+                            "which matching weighed instead; one of the two is enough")
     if c.split != "train":
         return TEST, ("held out for testing (split=test; matching.candidates=train): compute it to measure the "
                       "model's error, not to train on")

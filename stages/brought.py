@@ -81,6 +81,18 @@ def select_files(fims: Path, target: Path, out: Path, descriptors: Path | None, 
     groups = group_configs(overrides, {"selection": SelectionConfig, "matching": MatchingConfig,
                                        "quests": QuestsConfig}, "select")
     cfg = SimpleNamespace(**{**groups, "selection": replace(groups["selection"], enabled=True)})
+    if descriptors is not None:  # a file the user named must be used, or said not to be
+        from pipeline.core.errors import InputError
+        from pipeline.core.outputs import IMAGE_HASH
+        from stages.match import load
+
+        if not descriptors.exists():
+            raise InputError(f"--descriptors {descriptors}: no such file")
+        frames = load(cfg.matching, fims)[0].frames
+        if frames is None or not all(IMAGE_HASH.key in a.info for a in frames):
+            raise InputError(f"--descriptors {descriptors}: atomsieve's descriptors are matched to frames by their "
+                             f"info {IMAGE_HASH.key!r}, and {fims} has {'no frames' if frames is None else 'none'}; "
+                             "leave --descriptors out (frames with a per-atom 'descriptors' array are described by it)")
     setup_logging(log_level)
     with logging_redirect_tqdm():
         return run(cfg, out, fims, target, descriptors)

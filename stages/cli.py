@@ -262,11 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--target", type=Path, required=True, help="target FIM: a json (atomsieve's or Orchestrator's) or .npy")
     p.add_argument("--out", type=Path, required=True, help="folder for the outputs (written all or none)")
     p.add_argument("overrides", nargs="*", help="matching.KEY=VALUE, e.g. matching.solver=SDPA "
-                   "'matching.solver_options={max_iters: 100}'")
+                   "'matching.solver_options={max_iter: 100}'")
     p.add_argument("--log-level", default="INFO")
     p = sub.add_parser("select", help="exactly K configurations from FIM files you have, by annealing")
     p.add_argument("--fims", type=Path, required=True, help="candidate FIMs, as for atomsieve match")
-    p.add_argument("--target", type=Path, required=True, help="target FIM, as for atomsieve match")
+    p.add_argument("--target", type=Path, required=True, help="target FIM, as for atomsieve match (the objective with "
+                   "selection.objective=target; the matching-top-K baseline always)")
     p.add_argument("--out", type=Path, required=True, help="folder for the outputs (written all or none)")
     p.add_argument("--descriptors", type=Path, help="atomsieve's descriptors.npz for the frames (diversity, FPS)")
     p.add_argument("overrides", nargs="*", help="selection.KEY=VALUE, matching.KEY=VALUE, quests.bandwidth=H; "

@@ -29,7 +29,14 @@ from pipeline.core.outputs import (
     mask_of,
 )
 from pipeline.core.timing import Timers
-from pipeline.scores.brought_fims import Candidates, check_pair, read_candidates, read_frames, read_target
+from pipeline.scores.brought_fims import (
+    Candidates,
+    check_pair,
+    check_suffix,
+    read_candidates,
+    read_frames,
+    read_target,
+)
 from pipeline.scores.matching import candidate_rows, match
 from stages.common import as_dict, headline, json_bytes, matching_options, stage_main, write_summary
 from stages.schema import Config
@@ -47,6 +54,7 @@ def run(cfg: Config, out: Path, fims: Path, target: Path) -> dict:
 def load(m, fims: Path) -> tuple[Candidates, list | None, int]:
     """The candidates of ``fims`` (:mod:`pipeline.scores.brought_fims`), the frames they
     came with (None for .npz) and how many rows the file holds."""
+    check_suffix(fims)
     if fims.suffix == ".npz":
         cands = read_candidates(fims)
         return cands, None, len(cands.ids)
@@ -80,7 +88,8 @@ def write(m, out: Path, fims: Path, target: Path) -> dict:
     if frames is not None and len(frames) < n_rows:
         log.info("matching sees %d of %d candidates: the %s split (matching.candidates=all for every one)",
                  len(frames), n_rows, m.candidates)
-    explain(result, cands.ids, goal.fim.shape[0], m)
+    bound = bounds_of(m, cands)
+    explain(result, cands.ids, goal.fim.shape[0], m, bound)
     weights = {cands.ids[i]: {**described(cands, i), "weight": float(result.weights[i])} for i in result.selected}
     metrics = {"candidates": len(cands.ids), "selected": len(result.selected), "sum_weights": float(result.weights.sum()),
                "dropped": len(result.dropped), "dropped_weight_mass": result.dropped_weight_mass}
@@ -89,7 +98,8 @@ def write(m, out: Path, fims: Path, target: Path) -> dict:
               "target_condition": result.target_condition, "optimality_gap": result.optimality_gap,
               "solver": result.solver, "status": result.status, "candidates_from": cands.kind,
               "target_from": goal.kind, "per_candidate_bounds": cands.upper_bounds is not None,
-              "same_fim_as_another": len(result.same_as)}
+              "same_fim_as_another": len(result.same_as),
+              "more_than_an_optimum_needs": len(result.selected) > most_needed(goal.fim.shape[0])}
     chosen, everyone = [], []
     if frames is not None:
         weight_of = dict(zip(cands.ids, result.weights.tolist()))
@@ -100,6 +110,11 @@ def write(m, out: Path, fims: Path, target: Path) -> dict:
             atoms.info[FIM_MATCHING_WEIGHT_SCORE.key] = float(weight_of.get(name, 0.0))
             atoms.info[FIM_MATCHING_REDUCED_COST.key] = float(dual_of.get(name, 1.0))
         chosen, everyone = [frames[i] for i in result.selected], rows
+        for i in result.selected:
+            atoms = frames[i]
+            if atoms.pbc.any() and atoms.cell.rank < 3:
+                log.warning("selected %s is periodic (pbc %s) but has no full cell (its frame names %s): check it "
+                            "before sending it to DFT", cands.ids[i], atoms.pbc.tolist(), sorted(atoms.info))
     else:
         log.info("%s holds FIMs without structures: selected.extxyz and candidates.extxyz are left empty; "
                  "weights.json and weights.csv name the candidates by their ids", fims)
@@ -116,7 +131,7 @@ def write(m, out: Path, fims: Path, target: Path) -> dict:
                       m.weight_upper_bound)
         t_csv.write_text("candidate,weight\n" + "".join(f"{lab},{float(v)!r}\n" for lab, v in zip(labels, values)))
         plots.spectra(cands.fims, result.weights > 0, goal.fim, t_spectra,
-                      "Candidate FIMs (selected in orange) against the target's eigenvalues")
+                      "Candidate FIMs (selected in orange) against the target's eigenvalues", fims.name)
         done = write_summary(t_summary, "match", as_dict(m), {**metrics, **checks}, timers,
                              {"solver_seconds": result.seconds,
                               "same_fim_as": {cands.ids[i]: cands.ids[j] for i, j in result.same_as.items()}})
@@ -139,7 +154,13 @@ def plot_label(cands: Candidates, i: int) -> str:
     return f"{info.get(SOURCE.key, info[IMAGE_HASH.key][:11])} {info[FIM_QUANTITY.key]}"
 
 
-def explain(result, ids, parameters: int, m) -> None:
+def most_needed(parameters: int) -> int:
+    """P(P+1)/2: an optimal selection with at most this many candidates always exists
+    (a basic solution of the semidefinite program); more means the optimum is not unique."""
+    return parameters * (parameters + 1) // 2
+
+
+def explain(result, ids, parameters: int, m, bound=None) -> None:
     """Say in the log what the numbers mean: the target's directions, the noise dropped,
     any rescaling."""
     log.info("the target needs information in %d of %d parameter directions (its eigenvalues span %.1e)%s",
@@ -152,6 +173,19 @@ def explain(result, ids, parameters: int, m) -> None:
     if result.optimality_gap is not None:
         log.info("the sum of weights is within %.1e of the optimum (a lower bound from the solver's dual)",
                  result.optimality_gap)
+    elif bound is not None:
+        log.info("with a weight bound no certificate of the optimum is computed here (optimality_gap: null)")
+    if bound is not None:
+        caps = np.broadcast_to(np.asarray(bound, dtype=float), result.weights.shape)
+        at = [ids[i] for i in result.selected if result.weights[i] >= caps[i] * (1 - 1e-6)]
+        if at:
+            log.info("%d weights sit at their bound (%s): the target would take more of them", len(at),
+                     ", ".join(at[:5]) + (", ..." if len(at) > 5 else ""))
+    if len(result.selected) > most_needed(parameters):
+        log.warning("selected %d candidates, more than P(P+1)/2 = %d: the optimum is not unique (an optimal selection "
+                    "of at most %d exists), and these weights are one of many optimal ones; for a set of K: "
+                    "atomsieve select with selection.objective=target and selection.budget=K", len(result.selected),
+                    most_needed(parameters), most_needed(parameters))
     if result.dropped:
         log.info("dropped %d weights as solver noise (below matching.weight_tol=%g of the largest, or a reduced cost "
                  "above matching.dual_tol=%g): %.2g of the solver's total weight", len(result.dropped), m.weight_tol,

@@ -116,6 +116,10 @@ def run(cfg: Config, out: Path, fims: Path, target: Path, descriptors: Path | No
     scores = {name: objective.score(state) for name, state in baselines.items()}
     scores["annealing"] = objective.score(best)
     rank = _ranks(best, objective)
+    better = "lower" if s.objective == "target" else "higher"
+    log.info("selected %s (by rank): %s %.6g by annealing; baselines %s (%s is better)",
+             ", ".join(cands.ids[i] for _, i in sorted((r, i) for i, r in rank.items())), s.objective,
+             scores["annealing"], ", ".join(f"{k} {v:.6g}" for k, v in scores.items() if k != "annealing"), better)
     chosen = []
     for r, i in sorted((r, i) for i, r in rank.items()) if rows is not None else ():
         atoms = rows[i].copy()

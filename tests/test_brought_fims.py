@@ -185,6 +185,10 @@ def test_solver_options_reach_the_solver(enso, tmp_path):
     ("misspelt clarabel option", "Clarabel: unrecognized solver setting 'max_iters'"),
     ("not a matching key", "expected overrides matching.KEY=VALUE"),
     ("a solver that cannot", "expected an installed cvxpy solver that takes semidefinite constraints"),
+    ("a misspelt npz array", "unknown arrays ['upper_bound']; expected ['ids', 'fims'] and optionally"),
+    ("a FIM that is not symmetric", "(candidate 1): expected each of 'fims' to be symmetric (a FIM is)"),
+    ("labels neither list nor atomsieve's", "expected 'labels' as a list of parameter names"),
+    ("a .npy of candidates", "expected candidate FIMs in an .extxyz (atomsieve's or Orchestrator's) or a .npz"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, expect):
     import ase.io
@@ -218,6 +222,18 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, expect):
         extra = ["solver=SDPA"]
     elif case == "a solver that cannot":
         extra = ["matching.solver=HIGHS"]
+    elif case == "a misspelt npz array":
+        np.savez(tmp_path / "f.npz", ids=np.array(["a"]), fims=np.eye(2)[None], upper_bound=np.array([1.0]))
+        fims = tmp_path / "f.npz"
+    elif case == "a FIM that is not symmetric":
+        np.savez(tmp_path / "f.npz", ids=np.array(["a", "b"]), fims=np.stack([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]]))
+        fims = tmp_path / "f.npz"
+    elif case == "labels neither list nor atomsieve's":
+        (tmp_path / "t.json").write_text(json.dumps({"fim_property_score": np.eye(2).tolist(), "labels": {"0": "A"}}))
+        target = tmp_path / "t.json"
+    elif case == "a .npy of candidates":
+        np.save(tmp_path / "f.npy", np.eye(2)[None])
+        fims = tmp_path / "f.npy"
     proc = atomsieve_match(fims, target, tmp_path / "out", *extra)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -268,3 +284,37 @@ def test_the_match_stage_takes_brought_fims_as_dvc_would_run_it(enso, tmp_path):
     from stages.match import OUTPUTS
 
     assert all((tmp_path / "out" / name).exists() for name in OUTPUTS)
+
+
+def test_a_target_json_may_name_its_parameters_in_a_list(tmp_path):
+    np.savez(tmp_path / "f.npz", ids=np.array(["a", "b"]), fims=np.stack([np.diag([1.0, 0.1]), np.diag([0.1, 1.0])]),
+             labels=np.array(["A", "B"]))
+    for names, ok in ((["A", "B"], True), (["B", "A"], False)):
+        (tmp_path / "t.json").write_text(json.dumps({"fim_property_score": np.eye(2).tolist(), "labels": names}))
+        proc = atomsieve_match(tmp_path / "f.npz", tmp_path / "t.json", tmp_path / f"out{ok}")
+        assert (proc.returncode == 0) == ok, proc.stderr
+        assert ok or "over the parameters A:0,B:0 but the target's" in proc.stderr
+
+
+def test_a_tie_among_more_candidates_than_an_optimum_needs_is_said(tmp_path):
+    """Rank-one FIMs u uᵀ along 0°, 45°, 90° and 135° against I: every optimum sums to
+    tr(I) = 2 (tr(u uᵀ) = 1), reached by the pair (0°, 90°) alone; an interior-point
+    solver returns all four at 1/2. More than P(P+1)/2 = 3 selected: said."""
+    u = [np.array([np.cos(a), np.sin(a)]) for a in np.radians([0, 45, 90, 135])]
+    np.savez(tmp_path / "f.npz", ids=np.array(["0", "45", "90", "135"]), fims=np.stack([np.outer(v, v) for v in u]))
+    np.save(tmp_path / "t.npy", np.eye(2))
+    proc = atomsieve_match(tmp_path / "f.npz", tmp_path / "t.npy", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["counts"]["sum_weights"] == pytest.approx(2.0, rel=1e-6)
+    assert summary["counts"]["selected"] == 4  # Clarabel's interior point: the centre of the optimal face
+    assert summary["counts"]["more_than_an_optimum_needs"] and "the optimum is not unique" in proc.stderr
+
+
+def test_select_refuses_descriptors_it_cannot_use(enso, tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"")
+    proc = subprocess.run([str(BIN / "atomsieve"), "select", "--fims", str(enso / "years.npz"), "--target",
+                           str(enso / "year_15.npy"), "--out", str(tmp_path / "out"), "--descriptors",
+                           str(tmp_path / "d.npz"), "selection.budget=3"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and "--descriptors" in proc.stderr.strip().splitlines()[-1] and "no frames" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -64,10 +64,11 @@ def weights(labels: list[str], values: np.ndarray, path: Path, title: str, bound
         ax.set_xlabel("weight (how much of this candidate's data the target needs)")
 
 
-def spectra(candidates: np.ndarray, selected: np.ndarray, target: np.ndarray, path: Path, title: str) -> None:
+def spectra(candidates: np.ndarray, selected: np.ndarray, target: np.ndarray, path: Path, title: str,
+            source: str = "fims.extxyz") -> None:
     """Eigenvalues of every candidate FIM (grey; selected ones orange) beside those of the
     target FIM (red lines): a candidate informs the target where its eigenvalues reach
-    the target's."""
+    the target's. ``source``: the file whose order the x axis follows."""
     x, y = _eigenvalue_points(candidates)
     chosen = np.repeat(selected, candidates.shape[1])
     with _axes(path, title) as ax:
@@ -76,7 +77,7 @@ def spectra(candidates: np.ndarray, selected: np.ndarray, target: np.ndarray, pa
         for i, value in enumerate(np.clip(np.linalg.eigvalsh(target), FLOOR, None)):
             ax.axhline(value, color="C3", linewidth=1, label="target FIM" if i == 0 else None)
         ax.set_yscale("log")
-        ax.set_xlabel("candidate (order of fims.extxyz)")
+        ax.set_xlabel(f"candidate (order of {source})")
         ax.set_ylabel(f"FIM eigenvalue (clipped at {FLOOR:g})")
         ax.legend(loc="lower right", fontsize=8)
 

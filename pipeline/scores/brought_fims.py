@@ -35,7 +35,8 @@ from pipeline.core.errors import InputError
 from pipeline.core.outputs import CANDIDATE, FIM_PARAMETERS, FIM_PROPERTY_SCORE, FIM_TRAINING_SET_SCORE
 from pipeline.models.parameters import label_text, parse
 
-NPZ_KEYS = ("ids", "fims")  # required; "labels" and "upper_bounds" optional
+NPZ_KEYS = ("ids", "fims")  # required
+NPZ_OPTIONAL = ("labels", "upper_bounds")
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,27 @@ def _matrix(value, where: str, key: str) -> np.ndarray:
         raise InputError(f"{where}: expected {key} to be a square matrix, got shape {fim.shape}")
     if not np.all(np.isfinite(fim)):
         raise InputError(f"{where}: expected {key} to hold finite numbers, got NaN or inf")
+    _check_symmetric(fim[None], where, key)
     return fim
+
+
+def _check_symmetric(fims: np.ndarray, where: str, key: str) -> None:
+    """A FIM is symmetric: an asymmetry above 1e-8 of the largest entry is an input error."""
+    gap = np.abs(fims - np.swapaxes(fims, 1, 2)).max(axis=(1, 2))
+    scale = max(float(np.abs(fims).max()), 1e-300)
+    bad = np.flatnonzero(gap > 1e-8 * scale)
+    if bad.size:
+        i = int(bad[0])
+        which = f" (candidate {i})" if len(fims) > 1 else ""
+        raise InputError(f"{where}{which}: expected {key} to be symmetric (a FIM is), got entries differing from their "
+                         f"transposes by up to {gap[i]:.3g} (the largest entry is {scale:.3g})")
 
 
 def read_candidates(path: Path, frames: list | None = None, bound_key: str | None = None) -> Candidates:
     """The candidate FIMs in ``path`` (extxyz or .npz). ``frames``: the extxyz already
     read (the caller may have filtered them); ``bound_key``: an info key holding each
     frame's largest weight."""
+    check_suffix(path)
     if path.suffix == ".npz":
         return _from_npz(path)
     if frames is None:
@@ -110,6 +125,13 @@ def read_candidates(path: Path, frames: list | None = None, bound_key: str | Non
         bounds = _bounds([a.info[bound_key] for a in frames], path, bound_key)
     return Candidates(ids, np.stack(fims), labels.pop() if labels else None, bounds, frames,
                       "atomsieve" if ours else "orchestrator")
+
+
+def check_suffix(path: Path) -> None:
+    """Candidate FIMs come in an .extxyz (or .xyz) or a .npz; anything else is named."""
+    if path.suffix not in (".extxyz", ".xyz", ".npz"):
+        raise InputError(f"{path}: expected candidate FIMs in an .extxyz (atomsieve's or Orchestrator's) or a .npz "
+                         f"(ids, fims), got a {path.suffix or 'file without suffix'}")
 
 
 def read_frames(path: Path) -> list:
@@ -152,6 +174,10 @@ def _from_npz(path: Path) -> Candidates:
     if missing:
         raise InputError(f"{path}: expected arrays {list(NPZ_KEYS)} (and optionally 'labels', 'upper_bounds'), "
                          f"missing {missing}; it holds {sorted(got)}")
+    unknown = sorted(set(got) - {*NPZ_KEYS, *NPZ_OPTIONAL})
+    if unknown:
+        raise InputError(f"{path}: unknown arrays {unknown}; expected {list(NPZ_KEYS)} and optionally "
+                         f"{list(NPZ_OPTIONAL)}")
     ids, fims = [str(x) for x in got["ids"].ravel()], np.asarray(got["fims"], dtype=float)
     if fims.ndim != 3 or fims.shape[1] != fims.shape[2] or len(fims) != len(ids) or not len(ids):
         raise InputError(f"{path}: expected 'fims' of shape (n, P, P) with n = len(ids) = {len(ids)}, got {fims.shape}")
@@ -159,7 +185,9 @@ def _from_npz(path: Path) -> Candidates:
         bad = int(np.flatnonzero(~np.isfinite(fims).all(axis=(1, 2)))[0])
         raise InputError(f"{path}: candidate {ids[bad]}: expected finite numbers in its FIM, got NaN or inf")
     if len(set(ids)) != len(ids):
-        raise InputError(f"{path}: expected every id once in 'ids', got {len(ids) - len(set(ids))} repeated")
+        twice = sorted({x for x in ids if ids.count(x) > 1})
+        raise InputError(f"{path}: expected every id once in 'ids', got {twice[:3]} more than once")
+    _check_symmetric(fims, str(path), "each of 'fims'")
     labels = None
     if "labels" in got:
         names = [str(x) for x in got["labels"].ravel()]
@@ -197,7 +225,7 @@ def read_target(path: Path) -> Target:
                          f"and Orchestrator's FIMPropertyScore write it), got {keys}")
     fim = _matrix(document[FIM_PROPERTY_SCORE.key], str(path), FIM_PROPERTY_SCORE.key)
     if "labels" in document:
-        names = label_text(document["labels"])
+        names = _label_names(document["labels"], path)
         if len(names.split(",")) != fim.shape[0]:
             raise InputError(f"{path}: its labels name {len(names.split(','))} parameters ({names}) but its "
                              f"{FIM_PROPERTY_SCORE.key} is {fim.shape[0]}×{fim.shape[0]}")
@@ -210,6 +238,21 @@ def read_target(path: Path) -> Target:
     except (ValueError, SyntaxError) as err:
         raise InputError(f"{path}: _metadata.parameters_optimize: expected KLIFF's format, got {spec!r}: {err}") from None
     return Target(fim, names, "orchestrator", document)
+
+
+def _label_names(labels, path: Path) -> str:
+    """A target json's ``labels`` as ``"A:0,B:0"``: atomsieve's ``{"0": {"parameter": "A",
+    "extent": 0}, ...}``, or a plain list of names (as a .npz takes them)."""
+    if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
+        return ",".join(x if ":" in x else f"{x}:0" for x in labels)
+    if isinstance(labels, dict) and all(isinstance(v, dict) and {"parameter", "extent"} <= v.keys()
+                                        for v in labels.values()):
+        try:
+            return label_text(labels)
+        except ValueError:
+            pass
+    raise InputError(f"{path}: expected 'labels' as a list of parameter names, e.g. [\"A\", \"B\"], or as atomsieve "
+                     f"writes them, {{\"0\": {{\"parameter\": \"A\", \"extent\": 0}}, ...}}; got {str(labels)[:80]}")
 
 
 def check_pair(cands: Candidates, target: Target, fims_path: Path, target_path: Path) -> list[str]:
@@ -226,5 +269,6 @@ def check_pair(cands: Candidates, target: Target, fims_path: Path, target_path: 
         return []
     unnamed = [str(f) for f, lab in ((fims_path, cands.labels), (target_path, target.labels)) if lab is None]
     return [f"{' and '.join(unnamed)} name{'s' if len(unnamed) == 1 else ''} no parameters: the candidates and the "
-            f"target are checked to be {p}×{p} only, not to be over the same parameters in the same order"]
+            f"target are checked to be {p}×{p} only, not to be over the same parameters in the same order (labels in a "
+            f".npz or a json target would let them be)"]
 

@@ -32,6 +32,7 @@ the optimum, from the solver's dual (a certificate, computed here).
 """
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -143,11 +144,12 @@ def check_options(weight_tol: float, max_violation: float, weight_upper_bound, d
         raise ConfigError(f"matching.max_violation: expected a value in [0, 1), got {max_violation}")
 
 
-def _hint(solver: str) -> str:
+def _hint(solver: str, precondition: str) -> str:
+    balance = "" if precondition == "balance" else "matching.precondition=balance, "
     return (f"try another solver ({', '.join(x for x in SOLVERS if x != solver)}) or matching.solver_options, "
-            "matching.precondition=balance, "
-            "potential.transform.type=log to put parameters of different sizes on one scale, or a "
-            "matching.weight_upper_bound")
+            f"{balance}"
+            "(in a pipeline) potential.transform.type=log to put parameters of different sizes on one scale, "
+            "or a matching.weight_upper_bound")
 
 
 def _scaled_confs(configs: dict, key: str = "fim_scale") -> np.ndarray:
@@ -182,7 +184,10 @@ def _solve(candidates, target, precondition, solver, weight_upper_bound, solver_
     else:
         opt, scaled = ConvexOpt(target_in, configs, weight_upper_bound=weight_upper_bound), None
         try:
-            opt.solve(**kwargs)
+            with warnings.catch_warnings():  # cvxpy's "may be inaccurate", sdpap's eigs: the status is judged here
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                opt.solve(**kwargs)
         except AttributeError:  # ConvexOpt.solve reads the weights a failed solve left as None
             pass
         if opt.result is not None and opt.result["wm"] is not None:
@@ -274,7 +279,7 @@ def _match(candidates, target, precondition, solver, weight_tol, weight_upper_bo
     except (cp.error.SolverError, ValueError, ZeroDivisionError) as err:
         raise MatchingError(
             f"matching.solver={solver}: {type(err).__name__}: {err} Badly scaled FIMs are the usual cause: "
-            f"{_hint(solver)}") from err
+            f"{_hint(solver, precondition)}") from err
     seconds = time.perf_counter() - start
     status = opt.problem.status
     if status in ("infeasible", "infeasible_inaccurate") or scaled is None:
@@ -284,8 +289,9 @@ def _match(candidates, target, precondition, solver, weight_tol, weight_upper_bo
             f"matching.solver={solver}: status {status!r}; the candidates cannot match the target "
             f"(do their FIMs together cover every direction the target needs?){capped}")
     if status not in ("optimal", "optimal_inaccurate"):
-        raise MatchingError(f"matching.solver={solver}: status {status!r}; this is not a trustworthy selection: "
-                            f"{_hint(solver)}")
+        limit = " (the solver stopped at its iteration or time limit)" if status == "user_limit" else ""
+        raise MatchingError(f"matching.solver={solver}: status {status!r}{limit}; this is not a trustworthy selection: "
+                            f"{_hint(solver, precondition)}")
     solved = np.clip(scaled * unscale, 0.0, None)
     duals = np.clip(duals, 0.0, None)
     keep = (solved > weight_tol * solved.max()) & (duals < dual_tol)
@@ -293,7 +299,7 @@ def _match(candidates, target, precondition, solver, weight_tol, weight_upper_bo
         raise MatchingError(
             f"matching.solver={solver}: no weight passes both tests (largest weight {solved.max():.3g} with dual "
             f"{duals[np.argmax(solved)]:.2g}; matching.dual_tol={dual_tol:g}): the solver's duals do not tell the "
-            f"candidates it uses from those it does not, so its answer is not accurate enough; {_hint(solver)}")
+            f"candidates it uses from those it does not, so its answer is not accurate enough; {_hint(solver, precondition)}")
     weights = np.where(keep, solved, 0.0)
     dropped = tuple(int(i) for i in np.flatnonzero((solved > 0) & ~keep))
     factor = geometry.rescale_factor(weights, w_cands, white.rank, max_violation)
@@ -302,7 +308,7 @@ def _match(candidates, target, precondition, solver, weight_tol, weight_upper_bo
         raise MatchingError(
             f"matching.solver={solver}: status 'optimal_inaccurate', and its kept weights miss {-worst:.3g} of the "
             f"target's information in its worst direction (matching.max_violation={max_violation:g}): an inaccurate "
-            f"answer is taken only when it verifies as it is; {_hint(solver)}")
+            f"answer is taken only when it verifies as it is; {_hint(solver, precondition)}")
     if not np.isfinite(factor):
         worst = geometry.shortfall(weights, w_cands, white.rank)
         raise MatchingError(
@@ -310,7 +316,7 @@ def _match(candidates, target, precondition, solver, weight_tol, weight_upper_bo
             f"{-worst:.3g} of the target's information in its worst direction, and no rescaling up to "
             f"{geometry.MAX_RESCALE:g} restores it (matching.max_violation={max_violation:g}; weight_tol={weight_tol:g} and "
             f"dual_tol={dual_tol:g} dropped {len(dropped)} weights): this is not a trustworthy selection: "
-            f"{_hint(solver)}")
+            f"{_hint(solver, precondition)}")
     weights = weights * factor
     selected = tuple(int(i) for i in np.flatnonzero(weights))
     gap = optimality_gap(weights, unscale, bound)

@@ -55,7 +55,8 @@ def problem(n: int, budget: int | None, costs: np.ndarray, cost_budget: float | 
         raise ConfigError("selection: expected exactly one of budget (a count) and cost_budget, got "
                           f"budget={budget}, cost_budget={cost_budget}")
     if budget is not None and not 1 <= budget <= n:
-        raise ConfigError(f"selection.budget: expected a count from 1 to the {n} candidates, got {budget}")
+        raise ConfigError(f"selection.budget: expected a count from 1 to the {n} candidates, got {budget} (the "
+                          "default where not set: give selection.budget=K)")
     if budget is not None and len(keep) > budget:
         raise ConfigError(f"selection.budget={budget}: fewer than the {len(keep)} candidates to keep")
     if cost_budget is not None:

@@ -25,10 +25,12 @@ from stages.common import check_finite, setup_logging
 from stages.schema import MatchingConfig, QuestsConfig, SelectionConfig, mergeable
 
 
-def group_configs(overrides: list[str], groups: dict, command: str) -> dict:
-    """``{group: its config}``, the defaults updated by ``GROUP.KEY=VALUE`` overrides of
-    ``groups`` (any other key refused: it would change nothing here, and saying nothing
-    would hide that)."""
+def group_configs(overrides: list[str], groups: dict, command: str, params: Path | None = None) -> dict:
+    """``{group: its config}``: the defaults, updated by the group's section of the YAML
+    file ``params`` if given (a params.yaml; its other sections do not apply here), then
+    by ``GROUP.KEY=VALUE`` overrides of ``groups`` (any other key refused: it would change
+    nothing here, and saying nothing would hide that)."""
+    sections = _sections(params, command) if params is not None else {}
     others = [o for o in overrides if "=" not in o or o.lstrip("+").split(".", 1)[0] not in groups]
     if others:
         raise ConfigError(f"atomsieve {command}: expected overrides {'|'.join(groups)}.KEY=VALUE (e.g. "
@@ -44,7 +46,7 @@ def group_configs(overrides: list[str], groups: dict, command: str) -> dict:
     for group, schema in groups.items():
         mine = [o.lstrip("+").split(".", 1)[1] for o in overrides if o.lstrip("+").split(".", 1)[0] == group]
         try:
-            merged = OmegaConf.merge(mergeable(schema), OmegaConf.from_dotlist(mine))
+            merged = OmegaConf.merge(mergeable(schema), sections.get(group) or {}, OmegaConf.from_dotlist(mine))
             check_finite(OmegaConf.to_container(merged), f"atomsieve {command}")
             out[group] = OmegaConf.to_object(merged)
         except OmegaConfBaseException as err:
@@ -53,24 +55,41 @@ def group_configs(overrides: list[str], groups: dict, command: str) -> dict:
     return out
 
 
-def matching_config(overrides: list[str]) -> MatchingConfig:
-    return group_configs(overrides, {"matching": MatchingConfig}, "match")["matching"]
+def _sections(params: Path, command: str) -> dict:
+    import yaml
+
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.load(params))
+    except FileNotFoundError:
+        raise ConfigError(f"atomsieve {command} --params {params}: no such file") from None
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"atomsieve {command} --params {params}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"atomsieve {command} --params {params}: expected a mapping of sections, got "
+                          f"{type(loaded).__name__}")
+    return loaded
 
 
-def match_files(fims: Path, target: Path, out: Path, overrides: list[str], log_level: str = "INFO") -> dict:
-    """Run matching on the files; the summary it wrote."""
+def matching_config(overrides: list[str], params: Path | None = None) -> MatchingConfig:
+    return group_configs(overrides, {"matching": MatchingConfig}, "match", params)["matching"]
+
+
+def match_files(fims: Path, target: Path, out: Path, overrides: list[str], log_level: str = "INFO",
+                params: Path | None = None) -> dict:
+    """Run matching on the files (options: ``params``' matching section, then
+    ``overrides``); the summary it wrote."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from stages.match import write
 
-    m = matching_config(overrides)
+    m = matching_config(overrides, params)
     setup_logging(log_level)
     with logging_redirect_tqdm():
         return write(m, out, fims, target)
 
 
 def select_files(fims: Path, target: Path, out: Path, descriptors: Path | None, overrides: list[str],
-                 log_level: str = "INFO") -> dict:
+                 log_level: str = "INFO", params: Path | None = None) -> dict:
     """Run the select stage on the files (``selection.enabled`` implied); the summary."""
     from dataclasses import replace
 
@@ -79,7 +98,7 @@ def select_files(fims: Path, target: Path, out: Path, descriptors: Path | None, 
     from stages.select import run
 
     groups = group_configs(overrides, {"selection": SelectionConfig, "matching": MatchingConfig,
-                                       "quests": QuestsConfig}, "select")
+                                       "quests": QuestsConfig}, "select", params)
     cfg = SimpleNamespace(**{**groups, "selection": replace(groups["selection"], enabled=True)})
     if descriptors is not None:  # a file the user named must be used, or said not to be
         from pipeline.core.errors import InputError

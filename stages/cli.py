@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the outputs (written all or none)")
     p.add_argument("overrides", nargs="*", help="matching.KEY=VALUE, e.g. matching.solver=SDPA "
                    "'matching.solver_options={max_iter: 100}'")
+    p.add_argument("--params", type=Path, help="a YAML whose matching section sets the options (then the overrides)")
     p.add_argument("--log-level", default="INFO")
     p = sub.add_parser("select", help="exactly K configurations from FIM files you have, by annealing")
     p.add_argument("--fims", type=Path, required=True, help="candidate FIMs, as for atomsieve match")
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--descriptors", type=Path, help="atomsieve's descriptors.npz for the frames (diversity, FPS)")
     p.add_argument("overrides", nargs="*", help="selection.KEY=VALUE, matching.KEY=VALUE, quests.bandwidth=H; "
                    "e.g. selection.budget=5")
+    p.add_argument("--params", type=Path, help="a YAML whose selection, matching and quests sections set the options")
     p.add_argument("--log-level", default="INFO")
     p = sub.add_parser("store", help="inspect or maintain the content-addressed store")
     p.add_argument("action", choices=["info", "gc", "pack"])
@@ -302,13 +304,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "match":
             from stages.brought import match_files
 
-            match_files(args.fims, args.target, args.out, args.overrides, args.log_level)
+            match_files(args.fims, args.target, args.out, args.overrides, args.log_level, args.params)
             print(args.out / "weights.json")
             return
         if args.command == "select":
             from stages.brought import select_files
 
-            select_files(args.fims, args.target, args.out, args.descriptors, args.overrides, args.log_level)
+            select_files(args.fims, args.target, args.out, args.descriptors, args.overrides, args.log_level,
+                         args.params)
             print(args.out / "summary.json")
             return
         if args.command == "experiment":

@@ -318,3 +318,55 @@ def test_select_refuses_descriptors_it_cannot_use(enso, tmp_path):
                            str(tmp_path / "d.npz"), "selection.budget=3"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 1 and "--descriptors" in proc.stderr.strip().splitlines()[-1] and "no frames" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.heavy
+def test_a_fim_only_pipeline_runs_with_dvc_repro(tmp_path):
+    """docs/tutorials/fim_pipeline/ as a user would use it: copied into a repository, the
+    ENSO FIMs put where its dvc.yaml says, `dvc repro` gives the published weights; a
+    second repro runs nothing; a changed solver re-runs the stages with matching among
+    their params, with the same weights."""
+    import os
+    import shutil
+
+    repo = tmp_path / "fims"
+    shutil.copytree(ROOT / "docs/tutorials/fim_pipeline", repo)
+    tutorial("enso_fims").write(repo / "data")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+    def sh(*args):
+        proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc.stdout + proc.stderr
+
+    sh("git", "init", "-q")
+    sh("dvc", "init", "-q")
+    sh("git", "add", "-A")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fims")
+    first = sh("dvc", "repro")
+    assert "Running stage 'match'" in first and "Running stage 'select'" in first
+    weights = {k: round(v["weight"], 4) for k, v in json.loads((repo / "outputs/match/weights.json").read_text()).items()}
+    assert weights == ENSO_PUBLISHED
+    assert len(json.loads((repo / "outputs/select/summary.json").read_text())["selected"]) == 3
+    assert "Running stage" not in sh("dvc", "repro")
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("solver: CLARABEL", "solver: SDPA"))
+    again = sh("dvc", "repro")
+    assert {line.split("'")[1] for line in again.splitlines() if line.startswith("Running stage")} == {"match", "select"}
+    summary = json.loads((repo / "outputs/match/summary.json").read_text())
+    assert summary["params"]["solver"] == "SDPA"
+    assert {k: round(v["weight"], 4) for k, v in json.loads((repo / "outputs/match/weights.json").read_text()).items()} \
+        == ENSO_PUBLISHED
+
+
+def test_match_reads_its_options_from_a_params_file(enso, tmp_path):
+    (tmp_path / "p.yaml").write_text("matching:\n  solver: SDPA\nunrelated: {section: 1}\n")
+    proc = subprocess.run([str(BIN / "atomsieve"), "match", "--params", str(tmp_path / "p.yaml"), "--fims",
+                           str(enso / "years.npz"), "--target", str(enso / "year_15.npy"), "--out", str(tmp_path / "a")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "a/summary.json").read_text())["params"]["solver"] == "SDPA"
+    (tmp_path / "q.yaml").write_text("matching:\n  solvr: SDPA\n")
+    proc = subprocess.run([str(BIN / "atomsieve"), "match", "--params", str(tmp_path / "q.yaml"), "--fims",
+                           str(enso / "years.npz"), "--target", str(enso / "year_15.npy"), "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and "solvr" in proc.stderr.strip().splitlines()[-1] and not (tmp_path / "b").exists()
